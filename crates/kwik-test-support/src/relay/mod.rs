@@ -272,7 +272,7 @@ impl RelayBuilder {
     }
 
     /// Longest hold of a reordered packet in both directions; see
-    /// [`LinkConditions::reorder_hold`]. Default: 10 ms.
+    /// [`LinkConditions::reorder_hold`]. Default: 1 ms.
     pub fn reorder_hold(self, hold: Duration) -> Self {
         self.both(|c| c.reorder_hold(hold))
     }

@@ -77,6 +77,15 @@ async fn settle(relay: &LossyRelay, count: u64) -> RelayStats {
     .expect("relay did not settle")
 }
 
+/// A tokio socket standing for the server and a relay in front of it.
+async fn behind_relay(
+    builder: kwik_test_support::RelayBuilder,
+) -> (tokio::net::UdpSocket, LossyRelay) {
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay = builder.start(server.local_addr().unwrap()).await.unwrap();
+    (server, relay)
+}
+
 async fn relay_to(upstream: &UdpSocket, builder: kwik_test_support::RelayBuilder) -> LossyRelay {
     builder.start(upstream.local_addr().unwrap()).await.unwrap()
 }
@@ -154,11 +163,7 @@ async fn reordering_releases_a_held_packet_after_the_next() {
 
 #[tokio::test]
 async fn replies_reach_the_client_that_asked() {
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let relay = LossyRelay::builder()
-        .start(server.local_addr().unwrap())
-        .await
-        .unwrap();
+    let (server, relay) = behind_relay(LossyRelay::builder()).await;
     let alice = socket();
     let bob = socket();
     alice.send_to(b"alice", relay.local_addr()).unwrap();
@@ -193,12 +198,8 @@ async fn replies_reach_the_client_that_asked() {
 
 #[tokio::test]
 async fn directions_have_their_own_conditions() {
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let relay = LossyRelay::builder()
-        .server_to_client(LinkConditions::new().loss(1.0))
-        .start(server.local_addr().unwrap())
-        .await
-        .unwrap();
+    let (server, relay) =
+        behind_relay(LossyRelay::builder().server_to_client(LinkConditions::new().loss(1.0))).await;
     let client = socket();
     let serve = async {
         let mut buf = [0; 64];
@@ -221,14 +222,13 @@ async fn directions_have_their_own_conditions() {
 
 #[tokio::test(start_paused = true)]
 async fn delay_and_jitter_hold_packets_back() {
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let delay = Duration::from_millis(200);
-    let relay = LossyRelay::builder()
-        .delay(delay)
-        .jitter(Duration::from_millis(50))
-        .start(server.local_addr().unwrap())
-        .await
-        .unwrap();
+    let (server, relay) = behind_relay(
+        LossyRelay::builder()
+            .delay(delay)
+            .jitter(Duration::from_millis(50)),
+    )
+    .await;
     let client = socket();
     let mut buf = [0; 16];
     for i in 0..5u8 {
@@ -243,13 +243,8 @@ async fn delay_and_jitter_hold_packets_back() {
 
 #[tokio::test(start_paused = true)]
 async fn bandwidth_paces_a_burst() {
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // 100-byte datagrams at 1,000 B/s: one every 100 ms.
-    let relay = LossyRelay::builder()
-        .bandwidth(1_000)
-        .start(server.local_addr().unwrap())
-        .await
-        .unwrap();
+    let (server, relay) = behind_relay(LossyRelay::builder().bandwidth(1_000)).await;
     let client = socket();
     let start = Instant::now();
     for i in 0..5u8 {
@@ -267,13 +262,12 @@ async fn bandwidth_paces_a_burst() {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_queue_drops_the_tail() {
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let relay = LossyRelay::builder()
-        .bandwidth(1_000)
-        .queue_capacity(3)
-        .start(server.local_addr().unwrap())
-        .await
-        .unwrap();
+    let upstream = nonblocking_socket();
+    let relay = relay_to(
+        &upstream,
+        LossyRelay::builder().bandwidth(1_000).queue_capacity(3),
+    )
+    .await;
     let client = socket();
     for i in 0..10u8 {
         client.send_to(&[i; 100], relay.local_addr()).unwrap();
@@ -292,12 +286,7 @@ async fn a_full_queue_drops_the_tail() {
 
 #[tokio::test(start_paused = true)]
 async fn a_held_packet_without_successor_is_released() {
-    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let relay = LossyRelay::builder()
-        .reorder(1.0)
-        .start(server.local_addr().unwrap())
-        .await
-        .unwrap();
+    let (server, relay) = behind_relay(LossyRelay::builder().reorder(1.0)).await;
     let client = socket();
     let sent = Instant::now();
     client.send_to(b"alone", relay.local_addr()).unwrap();
@@ -385,4 +374,23 @@ async fn shutdown_stops_relaying_and_frees_the_port() {
     assert_eq!(stats.clients, 1);
     // Every task is joined, so the relay's socket is closed and its port can be bound again.
     UdpSocket::bind(addr).unwrap();
+}
+
+#[tokio::test]
+async fn dropping_the_relay_aborts_its_tasks() {
+    let upstream = nonblocking_socket();
+    let relay = relay_to(&upstream, LossyRelay::builder()).await;
+    assert_eq!(pump(&relay, &upstream, 3).await.len(), 3);
+
+    let addr = relay.local_addr();
+    drop(relay);
+    // Aborted tasks are dropped, closing their sockets, the next times the scheduler runs; a
+    // handful of yields suffices, the bound only turns a leak into a failure.
+    for _ in 0..1_000 {
+        if UdpSocket::bind(addr).is_ok() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the relay's socket outlived the relay");
 }

@@ -162,6 +162,23 @@ async fn reordering_releases_a_held_packet_after_the_next() {
 }
 
 #[tokio::test]
+async fn a_reordered_duplicate_lands_after_a_later_packet() {
+    let upstream = nonblocking_socket();
+    let builder = LossyRelay::builder().duplicate(1.0).reorder(1.0);
+    let relay = relay_to(&upstream, builder).await;
+
+    let arrived = pump(&relay, &upstream, 6).await;
+    let link = relay.shutdown().await.client_to_server;
+
+    let mut sorted = arrived.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+    // The held copy is the duplicate, so a swap always moves a packet behind a later one.
+    assert!(link.reordered > 0);
+    assert_ne!(arrived, sorted);
+}
+
+#[tokio::test]
 async fn replies_reach_the_client_that_asked() {
     let (server, relay) = behind_relay(LossyRelay::builder()).await;
     let alice = socket();

@@ -28,10 +28,11 @@ impl fmt::Display for Direction {
 /// duplication, no reordering, no delay, no bandwidth cap.
 ///
 /// Per packet, in order: the packet is dropped with probability `loss`; otherwise it is queued,
-/// followed by a duplicate with probability `duplicate`; with probability `reorder` it is held
-/// back and released right after the next packet of its direction (or after `reorder_hold` if
-/// none comes). A queued copy is sent once the bandwidth cap lets it through, plus `delay` plus
-/// a uniform random extra in `0..=jitter`; copies keep their order apart from reordering.
+/// followed by a duplicate with probability `duplicate`; with probability `reorder` it (or its
+/// duplicate) is held back and released right after the next packet of its direction, or after
+/// `reorder_hold` if none comes; the packet released first is never held itself. A queued copy
+/// leaves once the bandwidth cap lets it through, plus `delay`, plus a uniform random extra in
+/// `0..=jitter`; copies keep their order apart from reordering.
 ///
 /// # Examples
 ///

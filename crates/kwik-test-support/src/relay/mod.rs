@@ -85,7 +85,8 @@ pub enum RelayError {
 /// address its own socket towards the server (so the server sees one peer per client) and maps
 /// the server's replies back. Each direction of each client flow draws its packets' fates from
 /// its own generator, derived from the seed, the direction and the order in which clients
-/// appeared: with a fixed seed, the n-th packet of a flow meets the same fate on every run.
+/// appeared: with a fixed seed, the n-th packet of a flow is lost, duplicated, held back and
+/// jittered alike on every run (only queue overflow depends on timing).
 ///
 /// [`LossyRelay::shutdown`] stops the relay and joins all its tasks; dropping it aborts them.
 ///

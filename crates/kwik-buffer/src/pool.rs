@@ -356,8 +356,16 @@ impl PooledBuf {
         }
         // `split` leaves `self.buf` as an empty handle on the rest of the same storage; the pool
         // keeps that handle and reclaims the storage once the `Bytes` are gone.
+        let grown = self.buf.capacity() > self.pool.buffer_size;
         let bytes = self.buf.split().freeze();
-        self.give_back(true);
+        if grown {
+            // Writes outgrew the class size: keeping a handle would only hold a slot for storage
+            // the pool will not reuse. The last `Bytes` frees it.
+            self.returned = true;
+            self.pool.put_oversized();
+        } else {
+            self.give_back(true);
+        }
         bytes
     }
 
@@ -565,6 +573,12 @@ impl Inner {
         if let Some(buf) = slot {
             self.lock_shared().ready.push(buf);
         }
+    }
+
+    /// Counts a buffer that comes back too large to be pooled.
+    fn put_oversized(&self) {
+        bump(&self.counters.returns);
+        bump(&self.counters.oversized);
     }
 
     /// Moves the older half of a full thread cache to the shared list in one lock acquisition.

@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use serde::Serializer;
 use serde::de::{self, Deserializer, Visitor};
 
-pub(crate) fn serialize<S: Serializer>(addr: &SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize<S: Serializer>(
+    addr: &SocketAddr,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.collect_str(addr)
 }
 

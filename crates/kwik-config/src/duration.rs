@@ -8,8 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Serializer;
+use serde::de::{self, Deserializer, Visitor};
 
 /// Units used when writing, largest first, with their length in nanoseconds.
 const UNITS: [(&str, u128); 5] = [
@@ -38,7 +38,9 @@ pub(crate) fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S:
     serializer.serialize_str(&format(*d))
 }
 
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
     deserializer.deserialize_any(DurationVisitor)
 }
 

@@ -204,7 +204,10 @@ fn apply(table: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {
     let mut first_error = None;
     for candidate in candidates {
         let mut attempt = table.clone();
-        if let Some(section) = attempt.get_mut(o.section).and_then(toml::Value::as_table_mut) {
+        if let Some(section) = attempt
+            .get_mut(o.section)
+            .and_then(toml::Value::as_table_mut)
+        {
             section.insert(o.key.clone(), candidate);
         }
         match PerformanceConfig::deserialize(attempt.clone()) {

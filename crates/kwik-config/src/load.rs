@@ -14,10 +14,10 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::PerformanceConfig;
 use crate::error::{ConfigError, Location, Origin};
 use crate::schema::{self, SCHEMA};
 use crate::validate::{self, Violation};
-use crate::PerformanceConfig;
 
 impl PerformanceConfig {
     /// Parses and validates a configuration from TOML text.
@@ -210,7 +210,10 @@ mod tests {
     fn key_paths_are_found_by_offset() {
         let text = "[cache]\nttl = \"24x\"\n\n[worker_pool]\nsize = 8\n";
         let ttl = text.find("\"24x\"").expect("in text");
-        assert_eq!(key_path_at(text, ttl), Some(vec!["cache".into(), "ttl".into()]));
+        assert_eq!(
+            key_path_at(text, ttl),
+            Some(vec!["cache".into(), "ttl".into()])
+        );
         let size = text.find("size").expect("in text");
         assert_eq!(
             key_path_at(text, size),

@@ -451,7 +451,9 @@ pub struct LoggingConfig {
 }
 
 /// A log verbosity level, from `off` to `trace`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Nothing is logged.
@@ -509,7 +511,10 @@ pub(crate) const SCHEMA: &[(&str, &[&str])] = &[
             "shutdown_timeout",
         ],
     ),
-    ("buffer_pool", &["buffer_size", "max_pooled", "thread_cache"]),
+    (
+        "buffer_pool",
+        &["buffer_size", "max_pooled", "thread_cache"],
+    ),
     (
         "cache",
         &[

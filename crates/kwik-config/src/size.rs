@@ -125,7 +125,9 @@ pub enum ParseSizeError {
     #[error("invalid size `{0}`: expected an integer with an optional unit, such as \"64KiB\"")]
     Malformed(String),
     /// The unit after the number is not one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB.
-    #[error("invalid size `{input}`: unknown unit `{unit}`, expected B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")]
+    #[error(
+        "invalid size `{input}`: unknown unit `{unit}`, expected B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+    )]
     UnknownUnit {
         /// The whole input.
         input: String,
@@ -244,9 +246,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_sizes() {
-        assert!(matches!("".parse::<ByteSize>(), Err(ParseSizeError::Malformed(_))));
-        assert!(matches!("KiB".parse::<ByteSize>(), Err(ParseSizeError::Malformed(_))));
-        assert!(matches!("-1".parse::<ByteSize>(), Err(ParseSizeError::Malformed(_))));
+        assert!(matches!(
+            "".parse::<ByteSize>(),
+            Err(ParseSizeError::Malformed(_))
+        ));
+        assert!(matches!(
+            "KiB".parse::<ByteSize>(),
+            Err(ParseSizeError::Malformed(_))
+        ));
+        assert!(matches!(
+            "-1".parse::<ByteSize>(),
+            Err(ParseSizeError::Malformed(_))
+        ));
         assert!(matches!(
             "1.5MiB".parse::<ByteSize>(),
             Err(ParseSizeError::UnknownUnit { unit, .. }) if unit == ".5MiB"
@@ -267,7 +278,18 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for bytes in [0, 1, 1000, 1024, 1536, 65536, 4 << 20, 3 << 30, 1 << 40, u64::MAX] {
+        for bytes in [
+            0,
+            1,
+            1000,
+            1024,
+            1536,
+            65536,
+            4 << 20,
+            3 << 30,
+            1 << 40,
+            u64::MAX,
+        ] {
             let size = ByteSize(bytes);
             assert_eq!(size.to_string().parse::<ByteSize>(), Ok(size), "{size}");
         }

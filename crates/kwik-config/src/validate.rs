@@ -94,7 +94,10 @@ pub(crate) fn check(config: &PerformanceConfig) -> Result<(), Violation> {
 
     at_least_one("streaming.chunk_size", as_u64(streaming.chunk_size))?;
     at_least_one("streaming.buffer_size", as_u64(streaming.buffer_size))?;
-    at_least_one("streaming.parallel_stages", as_u64(streaming.parallel_stages))?;
+    at_least_one(
+        "streaming.parallel_stages",
+        as_u64(streaming.parallel_stages),
+    )?;
 
     let alpn_len = transport.alpn.len();
     if alpn_len == 0 || alpn_len > MAX_ALPN_LEN {
@@ -136,7 +139,10 @@ pub(crate) fn check(config: &PerformanceConfig) -> Result<(), Violation> {
         ));
     }
 
-    at_least_one("circuit_breaker.max_requests", u64::from(circuit_breaker.max_requests))?;
+    at_least_one(
+        "circuit_breaker.max_requests",
+        u64::from(circuit_breaker.max_requests),
+    )?;
     non_zero_duration("circuit_breaker.timeout", circuit_breaker.timeout)?;
     at_least_one(
         "circuit_breaker.failure_threshold",
@@ -201,26 +207,44 @@ mod tests {
         type Edit = fn(&mut PerformanceConfig);
         let cases: [(Edit, &str); 24] = [
             (|c| c.worker_pool.buffer_size = 0, "worker_pool.buffer_size"),
-            (|c| c.worker_pool.worker_timeout = Duration::ZERO, "worker_pool.worker_timeout"),
-            (|c| c.buffer_pool.buffer_size = ByteSize::ZERO, "buffer_pool.buffer_size"),
+            (
+                |c| c.worker_pool.worker_timeout = Duration::ZERO,
+                "worker_pool.worker_timeout",
+            ),
+            (
+                |c| c.buffer_pool.buffer_size = ByteSize::ZERO,
+                "buffer_pool.buffer_size",
+            ),
             (|c| c.cache.capacity = 0, "cache.capacity"),
             (|c| c.cache.ttl = Duration::ZERO, "cache.ttl"),
             (
                 |c| c.cache.compression_threshold = ByteSize::kib(65),
                 "cache.compression_threshold",
             ),
-            (|c| c.cache.cleanup_interval = Duration::ZERO, "cache.cleanup_interval"),
+            (
+                |c| c.cache.cleanup_interval = Duration::ZERO,
+                "cache.cleanup_interval",
+            ),
             (|c| c.streaming.chunk_size = 0, "streaming.chunk_size"),
             (|c| c.streaming.buffer_size = 0, "streaming.buffer_size"),
-            (|c| c.streaming.parallel_stages = 0, "streaming.parallel_stages"),
+            (
+                |c| c.streaming.parallel_stages = 0,
+                "streaming.parallel_stages",
+            ),
             (|c| c.transport.alpn.clear(), "transport.alpn"),
             (|c| c.transport.alpn = "x".repeat(256), "transport.alpn"),
             (
                 |c| c.transport.max_packet_size = ByteSize::b(1023),
                 "transport.max_packet_size",
             ),
-            (|c| c.transport.read_buffer = ByteSize::ZERO, "transport.read_buffer"),
-            (|c| c.transport.stream_window = ByteSize::ZERO, "transport.stream_window"),
+            (
+                |c| c.transport.read_buffer = ByteSize::ZERO,
+                "transport.read_buffer",
+            ),
+            (
+                |c| c.transport.stream_window = ByteSize::ZERO,
+                "transport.stream_window",
+            ),
             (|c| c.transport.max_streams = 0, "transport.max_streams"),
             (
                 |c| c.transport.keep_alive = Duration::from_secs(30),
@@ -230,9 +254,15 @@ mod tests {
             (|c| c.limits.rate_limit = -1.0, "limits.rate_limit"),
             (|c| c.limits.rate_limit = f64::NAN, "limits.rate_limit"),
             (|c| c.limits.rate_limit_burst = 0, "limits.rate_limit_burst"),
-            (|c| c.circuit_breaker.failure_threshold = 0, "circuit_breaker.failure_threshold"),
+            (
+                |c| c.circuit_breaker.failure_threshold = 0,
+                "circuit_breaker.failure_threshold",
+            ),
             (|c| c.profiling.sample_rate = 0, "profiling.sample_rate"),
-            (|c| c.profiling.sample_rate = 10_001, "profiling.sample_rate"),
+            (
+                |c| c.profiling.sample_rate = 10_001,
+                "profiling.sample_rate",
+            ),
         ];
         for (edit, key) in cases {
             let mut config = PerformanceConfig::default();

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-/// Why [`WorkerPool::builder`](crate::WorkerPool::builder) rejected its settings.
+/// Why a builder ([`WorkerPool::builder`](crate::WorkerPool::builder),
+/// [`Pipeline::builder`](crate::Pipeline::builder), [`Batcher::builder`](crate::Batcher::builder))
+/// rejected its settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -34,6 +36,30 @@ pub enum BuildError {
     /// `job_timeout(Duration::ZERO)`: every job would time out before it started.
     #[error("job timeout must be greater than zero")]
     ZeroJobTimeout,
+    /// `chunk_size(0)`: a pipeline chunk holds at least one item.
+    #[error("chunk size must be at least 1")]
+    ZeroChunkSize,
+    /// `buffer(0)`: the channels between pipeline stages hold at least one chunk.
+    #[error("pipeline buffer must be at least 1")]
+    ZeroBuffer,
+    /// A pipeline stage with parallelism 0.
+    #[error("stage `{stage}` parallelism must be at least 1")]
+    ZeroParallelism {
+        /// The stage's name.
+        stage: String,
+    },
+    /// A pipeline with no stage.
+    #[error("a pipeline needs at least one stage")]
+    NoStages,
+    /// `max_size(0)`: a batch holds at least one item.
+    #[error("batch max size must be at least 1")]
+    ZeroMaxSize,
+    /// `max_delay(Duration::ZERO)`: a batch would be flushed before it could grow.
+    #[error("batch max delay must be greater than zero")]
+    ZeroMaxDelay,
+    /// `capacity(0)`: the batcher's intake holds at least one item.
+    #[error("batcher capacity must be at least 1")]
+    ZeroCapacity,
     /// `build()` was called outside a tokio runtime and no runtime handle was given.
     #[error("no tokio runtime: build the pool inside a runtime or pass one with `runtime(handle)`")]
     NoRuntime,
@@ -132,4 +158,41 @@ pub enum JobError {
     /// ran.
     #[error("worker pool closed before the job ran")]
     PoolClosed,
+}
+
+/// Why a [`Pipeline`](crate::Pipeline) run stopped; yielded once by its output stream, which then
+/// ends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A stage returned an error on every attempt for one chunk.
+    #[error("stage `{stage}` failed on chunk {chunk} after {attempts} attempts")]
+    StageFailed {
+        /// The stage's name.
+        stage: String,
+        /// The chunk's index in the input (0-based).
+        chunk: usize,
+        /// Attempts made: 1 + `max_retries`.
+        attempts: u32,
+        /// The stage's error on the last attempt.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stage panicked on one chunk (panics are not retried).
+    #[error("stage `{stage}` panicked on chunk {chunk}")]
+    StagePanicked {
+        /// The stage's name.
+        stage: String,
+        /// The chunk's index in the input (0-based).
+        chunk: usize,
+    },
+}
+
+/// Why a [`Batcher`](crate::Batcher) could not close cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatcherError {
+    /// The sink panicked; the batch it was given and any items still queued were lost.
+    #[error("batch sink panicked")]
+    SinkPanicked,
 }

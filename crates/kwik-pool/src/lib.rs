@@ -35,15 +35,19 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batcher;
 mod builder;
 mod error;
+mod pipeline;
 mod pool;
 mod stats;
 mod task;
 mod worker;
 
+pub use batcher::{Batcher, BatcherBuilder, BatcherStats};
 pub use builder::{MAX_QUEUE_CAPACITY, MAX_WORKERS, Overflow, PoolBuilder};
-pub use error::{BuildError, JobError, SubmitError, TrySubmitError};
+pub use error::{BatcherError, BuildError, JobError, PipelineError, SubmitError, TrySubmitError};
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput};
 pub use pool::{ShutdownReport, WorkerPool};
 pub use stats::{Outcome, PoolObserver, Stats};
 pub use task::{Job, JobHandle};

@@ -30,6 +30,9 @@ async fn pass(gate: &Semaphore) {
     gate.acquire().await.expect("gate never closed").forget();
 }
 
+/// Per key, the (producer, sequence) pairs in the order the jobs ran.
+type KeyLogs = Vec<Mutex<Vec<(u8, u32)>>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_with_one_key_run_in_submission_order() {
     const PRODUCERS: usize = 8;
@@ -42,7 +45,7 @@ async fn jobs_with_one_key_run_in_submission_order() {
         .build()
         .unwrap();
     // logs[key] records (producer, sequence) in the order the jobs ran.
-    let logs: Arc<Vec<Mutex<Vec<(u8, u32)>>>> = Arc::new(
+    let logs: Arc<KeyLogs> = Arc::new(
         (0..KEYS)
             .map(|_| Mutex::new(Vec::with_capacity(PRODUCERS * JOBS_PER_KEY as usize)))
             .collect(),

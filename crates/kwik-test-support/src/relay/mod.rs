@@ -493,9 +493,9 @@ fn enlarge_buffers(socket: &UdpSocket) {
 }
 
 fn resume_panic(joined: Result<(), JoinError>) {
-    if let Err(error) = joined {
-        if error.is_panic() {
-            std::panic::resume_unwind(error.into_panic());
-        }
+    if let Err(error) = joined
+        && error.is_panic()
+    {
+        std::panic::resume_unwind(error.into_panic());
     }
 }

@@ -1,0 +1,634 @@
+//! The pool handle: keyed submission, unkeyed spawn, stats, shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use foldhash::fast::FixedState;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{SemaphorePermit, TryAcquireError, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::builder::{Overflow, PoolBuilder};
+use crate::error::{SubmitError, TrySubmitError};
+use crate::stats::Stats;
+use crate::task::{Detached, Envelope, Job, JobHandle, RawTask, Reported};
+use crate::worker::Shared;
+
+/// Fixed so that a key maps to the same shard in every pool of the same size (tests and logs
+/// can name a key's shard); keys are local identifiers such as path ids, not attacker input
+/// that could aim at one shard.
+const KEY_HASH_SEED: u64 = 0x6b77_696b_706f_6f6c;
+
+/// A sharded worker pool: per-key FIFO, bounded queues, one worker task per shard.
+///
+/// A job submitted under a key runs on shard `hash(key)` mapped onto `workers`; each shard's
+/// worker runs its jobs one at a time in queue order, so jobs with the same key run one after
+/// another in submission order, while different keys spread over the workers. Queues are
+/// bounded: when a shard is full, a submission waits ([`Overflow::Block`]) or gets its job back
+/// ([`Overflow::Reject`]). Cloning is cheap; every clone is the same pool.
+///
+/// # Examples
+///
+/// ```
+/// use kwik_pool::WorkerPool;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pool = WorkerPool::builder().workers(4).build().unwrap();
+/// let handle = pool.submit(7_u64, async { "decoded" }).await.unwrap();
+/// assert_eq!(handle.await.unwrap(), "decoded");
+/// pool.shutdown(std::time::Duration::from_secs(1)).await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    senders: Box<[mpsc::Sender<Envelope>]>,
+    overflow: Overflow,
+    hasher: FixedState,
+    /// Taken by `shutdown`/`abort`; dropping the handles detaches the workers.
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What [`WorkerPool::shutdown`] could not finish before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Jobs still queued at the deadline; they never ran (their handles report
+    /// [`JobError::PoolClosed`](crate::JobError::PoolClosed)).
+    pub abandoned: usize,
+    /// Jobs running at the deadline; they were cancelled (their handles report
+    /// [`JobError::Cancelled`](crate::JobError::Cancelled)).
+    pub interrupted: usize,
+}
+
+impl ShutdownReport {
+    /// Whether every queued job ran before the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// pool.execute(1_u64, async {}).await.unwrap();
+    /// let report = pool.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert!(report.is_complete());
+    /// # }
+    /// ```
+    pub fn is_complete(&self) -> bool {
+        self.abandoned == 0 && self.interrupted == 0
+    }
+}
+
+/// Room reserved in one shard (and in the pool-wide bound): sending can no longer fail, so the
+/// job is only boxed once it is sure to be queued.
+struct Admission<'a> {
+    permit: mpsc::Permit<'a, Envelope>,
+    bound: Option<SemaphorePermit<'a>>,
+}
+
+impl WorkerPool {
+    /// Starts building a pool; see [`PoolBuilder`] for the settings and their defaults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_pool::{Overflow, WorkerPool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = WorkerPool::builder()
+    ///     .workers(4)
+    ///     .queue_capacity(64)
+    ///     .overflow(Overflow::Block)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.stats().workers, 4);
+    /// # }
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    pub(crate) fn from_parts(
+        shared: Arc<Shared>,
+        senders: Vec<mpsc::Sender<Envelope>>,
+        workers: Vec<JoinHandle<()>>,
+        overflow: Overflow,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                senders: senders.into_boxed_slice(),
+                overflow,
+                hasher: FixedState::with_seed(KEY_HASH_SEED),
+                workers: Mutex::new(workers),
+            }),
+        }
+    }
+
+    /// Submits `job` under `key` and returns a handle to its result.
+    ///
+    /// Jobs with equal keys run one after another, in submission order. When the key's shard is
+    /// full this waits for room under [`Overflow::Block`] and returns
+    /// [`SubmitError::Full`] under [`Overflow::Reject`].
+    ///
+    /// # Errors
+    ///
+    /// The job is handed back as `Full` (see above) or `Closed` after
+    /// [`shutdown`](Self::shutdown) or [`abort`](Self::abort).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// let first = pool.submit("client-a", async { 1 }).await.unwrap();
+    /// let second = pool.submit("client-a", async { 2 }).await.unwrap();
+    /// assert_eq!((first.await.unwrap(), second.await.unwrap()), (1, 2));
+    /// # }
+    /// ```
+    pub async fn submit<K, F>(&self, key: K, job: F) -> Result<JobHandle<F::Output>, SubmitError<F>>
+    where
+        K: Hash,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let shard = self.shard_for(key);
+        let admission = self.admit(shard, job).await?;
+        Ok(self.send_reported(admission.0, admission.1))
+    }
+
+    /// Like [`submit`](Self::submit) but never waits: a full shard returns
+    /// [`SubmitError::Full`] whatever the overflow policy.
+    ///
+    /// # Errors
+    ///
+    /// The job is handed back as `Full` or `Closed`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_pool::TrySubmitError;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().workers(1).queue_capacity(1).build().unwrap();
+    /// let queued = pool.try_submit(0_u64, async { 1 }).unwrap();
+    /// // The worker has not run yet (same thread): the one slot is taken.
+    /// let refused = pool.try_submit(0_u64, async { 2 }).unwrap_err();
+    /// assert!(matches!(refused, TrySubmitError::Full(_)));
+    /// assert_eq!(queued.await.unwrap(), 1);
+    /// # }
+    /// ```
+    pub fn try_submit<K, F>(
+        &self,
+        key: K,
+        job: F,
+    ) -> Result<JobHandle<F::Output>, TrySubmitError<F>>
+    where
+        K: Hash,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let shard = self.shard_for(key);
+        let admission = self.try_admit(shard, job)?;
+        Ok(self.send_reported(admission.0, admission.1))
+    }
+
+    /// Submits a fire-and-forget job under `key`: same ordering and back-pressure as
+    /// [`submit`](Self::submit), no result channel. Boxing the job is its only allocation; this
+    /// is the packet path.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// let seen = Arc::new(AtomicU32::new(0));
+    /// for _ in 0..100 {
+    ///     let seen = seen.clone();
+    ///     pool.execute(3_u64, async move { seen.fetch_add(1, Ordering::Relaxed); }).await.unwrap();
+    /// }
+    /// pool.shutdown(Duration::from_secs(1)).await;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 100);
+    /// # }
+    /// ```
+    pub async fn execute<K, F>(&self, key: K, job: F) -> Result<(), SubmitError<F>>
+    where
+        K: Hash,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let shard = self.shard_for(key);
+        let admission = self.admit(shard, job).await?;
+        self.send_detached(admission.0, admission.1);
+        Ok(())
+    }
+
+    /// Like [`execute`](Self::execute) but never waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_submit`](Self::try_submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// pool.try_execute(1_u64, async {}).unwrap();
+    /// # }
+    /// ```
+    pub fn try_execute<K, F>(&self, key: K, job: F) -> Result<(), TrySubmitError<F>>
+    where
+        K: Hash,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let shard = self.shard_for(key);
+        let admission = self.try_admit(shard, job)?;
+        self.send_detached(admission.0, admission.1);
+        Ok(())
+    }
+
+    /// Submits an unkeyed job to the least-loaded shard (fewest queued plus running).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// let handle = pool.spawn(async { 5 * 5 }).await.unwrap();
+    /// assert_eq!(handle.await.unwrap(), 25);
+    /// # }
+    /// ```
+    pub async fn spawn<F>(&self, job: F) -> Result<JobHandle<F::Output>, SubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let admission = self.admit(self.least_loaded(), job).await?;
+        Ok(self.send_reported(admission.0, admission.1))
+    }
+
+    /// Like [`spawn`](Self::spawn) but never waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_submit`](Self::try_submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// assert_eq!(pool.try_spawn(async { 1 }).unwrap().await.unwrap(), 1);
+    /// # }
+    /// ```
+    pub fn try_spawn<F>(&self, job: F) -> Result<JobHandle<F::Output>, TrySubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let admission = self.try_admit(self.least_loaded(), job)?;
+        Ok(self.send_reported(admission.0, admission.1))
+    }
+
+    /// Submits a [`Job`] under `key`: its own timeout replaces the pool's, its id is on the
+    /// handle, and an `Err` result is counted as failed.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// See [`Job`].
+    pub async fn submit_job<K, J>(
+        &self,
+        key: K,
+        job: J,
+    ) -> Result<JobHandle<Result<J::Output, J::Error>>, SubmitError<J>>
+    where
+        K: Hash,
+        J: Job,
+    {
+        let shard = self.shard_for(key);
+        let (admission, job) = self.admit(shard, job).await?;
+        let (id, timeout) = (job.id(), job.timeout());
+        let (task, rx) = Reported::new(job.execute(), Result::is_ok);
+        self.send(admission, Box::pin(task), timeout);
+        Ok(JobHandle::new(rx, Some(id)))
+    }
+
+    /// The shard (`0..workers`) that jobs submitted under `key` run on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().workers(4).build().unwrap();
+    /// assert_eq!(pool.shard_for(42_u64), pool.shard_for(42_u64));
+    /// assert!(pool.shard_for("path-1") < 4);
+    /// # }
+    /// ```
+    pub fn shard_for<K: Hash>(&self, key: K) -> usize {
+        let hash = self.inner.hasher.hash_one(key);
+        // Multiply-shift maps the hash onto 0..workers without a division.
+        ((u128::from(hash) * self.inner.senders.len() as u128) >> 64) as usize
+    }
+
+    /// Number of workers (= shards).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// assert_eq!(kwik_pool::WorkerPool::builder().workers(2).build().unwrap().workers(), 2);
+    /// # }
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.inner.senders.len()
+    }
+
+    /// A snapshot of the pool's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().workers(2).build().unwrap();
+    /// pool.submit(1_u64, async {}).await.unwrap().await.unwrap();
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.workers, stats.completed, stats.queued), (2, 1, 0));
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let shared = &self.inner.shared;
+        let mut stats = Stats {
+            workers: self.workers(),
+            queued: shared.counters.queued.load(Ordering::Relaxed),
+            queued_high_water: shared.counters.queued_high_water.load(Ordering::Relaxed),
+            rejected: shared.counters.rejected.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        for shard in &shared.shards {
+            stats.running += shard.running.load(Ordering::Relaxed);
+            stats.completed += shard.completed.load(Ordering::Relaxed);
+            stats.failed += shard.failed.load(Ordering::Relaxed);
+            stats.panicked += shard.panicked.load(Ordering::Relaxed);
+            stats.timed_out += shard.timed_out.load(Ordering::Relaxed);
+        }
+        stats
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) or [`abort`](Self::abort) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// assert!(!pool.is_closed());
+    /// pool.abort();
+    /// assert!(pool.is_closed());
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.is_closing()
+    }
+
+    /// Stops intake, runs every job already queued, and waits for the workers up to `deadline`.
+    ///
+    /// Submissions made after the call get their job back as `Closed`. If the deadline passes,
+    /// the workers are aborted and the report counts the jobs left queued and those
+    /// interrupted. Only the first call waits for the workers; later calls return at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// let handle = pool.submit(1_u64, async { 9 }).await.unwrap();
+    /// let report = pool.shutdown(Duration::from_secs(5)).await;
+    /// assert!(report.is_complete());
+    /// assert_eq!(handle.await.unwrap(), 9);
+    /// assert!(pool.submit(1_u64, async { 0 }).await.unwrap_err().is_closed());
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.close();
+        let mut workers = self.take_workers();
+        let until = Instant::now() + deadline;
+        let drained = tokio::time::timeout_at(until, async {
+            // Pop only once joined: a handle cut short by the deadline is still in the vector.
+            while let Some(worker) = workers.last_mut() {
+                let _ = worker.await;
+                workers.pop();
+            }
+        })
+        .await
+        .is_ok();
+        let mut report = ShutdownReport::default();
+        if !drained {
+            let stats = self.stats();
+            report.abandoned = stats.queued;
+            report.interrupted = stats.running;
+            for worker in &workers {
+                worker.abort();
+            }
+            for worker in workers {
+                // Cancelled by us: the join error carries nothing to report.
+                let _ = worker.await;
+            }
+        }
+        self.release_bound_waiters();
+        report
+    }
+
+    /// Stops at once: refuses new jobs and cancels the workers; queued jobs never run.
+    ///
+    /// Handles of queued jobs report [`JobError::PoolClosed`](crate::JobError::PoolClosed), those
+    /// of running jobs [`JobError::Cancelled`](crate::JobError::Cancelled). The workers are
+    /// dropped the next time the runtime polls them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_pool::JobError;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// let handle = pool.submit(1_u64, async { 1 }).await.unwrap();
+    /// pool.abort();
+    /// assert_eq!(handle.await, Err(JobError::PoolClosed));
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        self.close();
+        for worker in self.take_workers() {
+            worker.abort();
+        }
+        self.release_bound_waiters();
+    }
+
+    fn close(&self) {
+        let shared = &self.inner.shared;
+        shared.closing.store(true, Ordering::Release);
+        shared.closing_notify.notify_waiters();
+    }
+
+    fn take_workers(&self) -> Vec<JoinHandle<()>> {
+        let mut workers = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *workers)
+    }
+
+    /// Submitters waiting on the pool-wide bound would wait forever once no worker releases it.
+    fn release_bound_waiters(&self) {
+        if let Some(bound) = &self.inner.shared.max_queued {
+            bound.close();
+        }
+    }
+
+    fn least_loaded(&self) -> usize {
+        let shared = &self.inner.shared;
+        let load = |index: usize| {
+            let tx = &self.inner.senders[index];
+            (tx.max_capacity() - tx.capacity())
+                + shared.shards[index].running.load(Ordering::Relaxed)
+        };
+        (0..self.workers())
+            .min_by_key(|&index| load(index))
+            .unwrap_or(0)
+    }
+
+    /// Reserves room for one job on `shard`, waiting under [`Overflow::Block`].
+    async fn admit<J>(&self, shard: usize, job: J) -> Result<(Admission<'_>, J), SubmitError<J>> {
+        if self.inner.overflow == Overflow::Reject {
+            return self.try_admit(shard, job);
+        }
+        let shared = &self.inner.shared;
+        if shared.is_closing() {
+            return Err(SubmitError::Closed(job));
+        }
+        let bound = match &shared.max_queued {
+            None => None,
+            Some(bound) => match bound.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(_closed) => return Err(SubmitError::Closed(job)),
+            },
+        };
+        let tx = &self.inner.senders[shard];
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(TrySendError::Full(())) => match tx.reserve().await {
+                Ok(permit) => permit,
+                Err(_closed) => return Err(SubmitError::Closed(job)),
+            },
+            Err(TrySendError::Closed(())) => return Err(SubmitError::Closed(job)),
+        };
+        Ok((Admission { permit, bound }, job))
+    }
+
+    /// Reserves room for one job on `shard` without waiting.
+    fn try_admit<J>(&self, shard: usize, job: J) -> Result<(Admission<'_>, J), SubmitError<J>> {
+        let shared = &self.inner.shared;
+        if shared.is_closing() {
+            return Err(SubmitError::Closed(job));
+        }
+        let bound = match &shared.max_queued {
+            None => None,
+            Some(bound) => match bound.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(TryAcquireError::NoPermits) => return Err(self.reject(job)),
+                Err(TryAcquireError::Closed) => return Err(SubmitError::Closed(job)),
+            },
+        };
+        match self.inner.senders[shard].try_reserve() {
+            Ok(permit) => Ok((Admission { permit, bound }, job)),
+            Err(TrySendError::Full(())) => Err(self.reject(job)),
+            Err(TrySendError::Closed(())) => Err(SubmitError::Closed(job)),
+        }
+    }
+
+    fn reject<J>(&self, job: J) -> SubmitError<J> {
+        self.inner
+            .shared
+            .counters
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
+        SubmitError::Full(job)
+    }
+
+    fn send_reported<F>(&self, admission: Admission<'_>, job: F) -> JobHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, rx) = Reported::new(job, |_: &F::Output| true);
+        self.send(admission, Box::pin(task), None);
+        JobHandle::new(rx, None)
+    }
+
+    fn send_detached<F>(&self, admission: Admission<'_>, job: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.send(admission, Box::pin(Detached::new(job)), None);
+    }
+
+    fn send(
+        &self,
+        admission: Admission<'_>,
+        task: Pin<Box<dyn RawTask>>,
+        timeout: Option<Duration>,
+    ) {
+        let shared = &self.inner.shared;
+        let queued_at = shared.observer.as_ref().map(|_| Instant::now());
+        if let Some(bound) = admission.bound {
+            // The worker gives the permit back when it takes the job off the queue.
+            bound.forget();
+        }
+        // Counted before the send so the worker's decrement can never come first.
+        shared.counters.enqueued();
+        admission.permit.send(Envelope {
+            task,
+            timeout,
+            queued_at,
+        });
+    }
+}
+
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("workers", &self.workers())
+            .field("overflow", &self.inner.overflow)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,144 @@
+//! The loop each shard's worker task runs: one job at a time, in queue order.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::error::JobError;
+use crate::stats::{Outcome, PoolObserver, ShardCounters, SharedCounters};
+use crate::task::{Envelope, RawTask};
+
+/// State shared by the pool handle and its workers. Workers never hold the queue senders, so
+/// dropping the last pool handle closes every queue and the workers finish what is queued.
+pub(crate) struct Shared {
+    /// Set by `shutdown`/`abort`: submissions are refused, workers close their queues.
+    pub(crate) closing: AtomicBool,
+    /// Wakes idle workers when `closing` is set.
+    pub(crate) closing_notify: Notify,
+    pub(crate) counters: SharedCounters,
+    pub(crate) shards: Box<[ShardCounters]>,
+    /// Pool-wide `max_queued` bound, when one is set tighter than the sum of the shard queues.
+    pub(crate) max_queued: Option<Semaphore>,
+    pub(crate) observer: Option<Arc<dyn PoolObserver>>,
+    pub(crate) job_timeout: Option<Duration>,
+}
+
+impl Shared {
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}
+
+/// Runs shard `index` until its queue is closed and drained.
+pub(crate) async fn run(index: usize, mut rx: mpsc::Receiver<Envelope>, shared: Arc<Shared>) {
+    let counters = &shared.shards[index];
+    let mut rx_closed = false;
+    loop {
+        if !rx_closed && shared.is_closing() {
+            // Refuses new jobs (their submitters get `Closed`) and keeps the queued ones.
+            rx.close();
+            rx_closed = true;
+        }
+        let envelope = match rx.try_recv() {
+            Ok(envelope) => envelope,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) if rx_closed => match rx.recv().await {
+                Some(envelope) => envelope,
+                None => break,
+            },
+            Err(TryRecvError::Empty) => {
+                let notified = shared.closing_notify.notified();
+                tokio::pin!(notified);
+                // Registered before the flag is read again, so a shutdown cannot slip between.
+                notified.as_mut().enable();
+                if shared.is_closing() {
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    () = notified => continue,
+                    received = rx.recv() => match received {
+                        Some(envelope) => envelope,
+                        None => break,
+                    },
+                }
+            }
+        };
+        shared.counters.dequeued();
+        if let Some(bound) = &shared.max_queued {
+            bound.add_permits(1);
+        }
+        run_job(envelope, counters, &shared).await;
+        // A shard whose queue never empties would otherwise keep its thread forever.
+        tokio::task::consume_budget().await;
+    }
+}
+
+async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) {
+    let Envelope {
+        mut task,
+        timeout,
+        queued_at,
+    } = envelope;
+    let timeout = timeout.or(shared.job_timeout);
+    let started = shared.observer.as_ref().map(|_| Instant::now());
+    counters.running.store(1, Ordering::Relaxed);
+
+    let run = CatchUnwind {
+        task: task.as_mut(),
+    };
+    let result = match timeout {
+        Some(limit) => tokio::time::timeout(limit, run)
+            .await
+            .unwrap_or(Err(JobError::TimedOut)),
+        None => run.await,
+    };
+    let outcome = match result {
+        Ok(true) => Outcome::Completed,
+        Ok(false) => Outcome::Failed,
+        Err(error) => {
+            task.as_mut().fail(error);
+            match error {
+                JobError::TimedOut => Outcome::TimedOut,
+                _ => Outcome::Panicked,
+            }
+        }
+    };
+    // A future that panicked may panic again when dropped; that must not kill the worker either.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(task)));
+
+    counters.running.store(0, Ordering::Relaxed);
+    counters.record(outcome);
+    if let (Some(observer), Some(started)) = (&shared.observer, started) {
+        let ended = Instant::now();
+        let queue_wait =
+            queued_at.map_or(Duration::ZERO, |at| started.saturating_duration_since(at));
+        observer.on_job(queue_wait, ended - started, outcome);
+    }
+}
+
+/// Polls a job, turning a panic into `Err(JobError::Panicked)`.
+struct CatchUnwind<'a> {
+    task: Pin<&'a mut dyn RawTask>,
+}
+
+impl Future for CatchUnwind<'_> {
+    type Output = Result<bool, JobError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let task = self.task.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| task.poll_run(cx))) {
+            Ok(Poll::Ready(succeeded)) => Poll::Ready(Ok(succeeded)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_payload) => Poll::Ready(Err(JobError::Panicked)),
+        }
+    }
+}

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kwik_buffer::BufferPool;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -33,6 +34,8 @@ pub(crate) struct Settings {
     pub(crate) socket_buffer: usize,
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
+    /// Where path readers take their buffers; built from `read_buffer` when not given.
+    pub(crate) buffer_pool: Option<BufferPool>,
 }
 
 impl Default for Settings {
@@ -51,11 +54,25 @@ impl Default for Settings {
             socket_buffer: 4 * 1024 * 1024,
             executor: Arc::new(InlineExecutor),
             observer: None,
+            buffer_pool: None,
         }
     }
 }
 
 impl Settings {
+    /// Validates, and gives the settings a buffer pool if they have none.
+    fn finish(mut self) -> Result<Self, ConfigError> {
+        self.validate()?;
+        if self.buffer_pool.is_none() {
+            self.buffer_pool = Some(
+                BufferPool::builder()
+                    .buffer_size(self.read_buffer)
+                    .build()?,
+            );
+        }
+        Ok(self)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason| Err(ConfigError::InvalidValue { field, reason });
         if !(2048..=16 * 1024 * 1024).contains(&self.max_packet_size) {
@@ -95,6 +112,11 @@ impl Settings {
             return invalid("alpn", "needs at least one protocol id of 1 to 255 bytes");
         }
         Ok(())
+    }
+
+    /// The read buffer pool (always set on settings of a built config).
+    pub(crate) fn read_pool(&self) -> Option<BufferPool> {
+        self.buffer_pool.clone()
     }
 
     fn quinn_transport(&self) -> Arc<quinn::TransportConfig> {
@@ -204,6 +226,13 @@ macro_rules! common_setters {
             self
         }
 
+        /// Pool the path readers take their read buffers from (shared by every session built
+        /// from this config). Default: a pool of `read_buffer`-sized buffers per config.
+        pub fn buffer_pool(mut self, pool: kwik_buffer::BufferPool) -> Self {
+            self.settings.buffer_pool = Some(pool);
+            self
+        }
+
         /// Observer notified of session, path and error events. Default: none.
         pub fn observer(mut self, observer: std::sync::Arc<dyn crate::Observer>) -> Self {
             self.settings.observer = Some(observer);
@@ -272,8 +301,8 @@ impl ClientConfigBuilder {
     }
 
     /// Validates the settings and builds the TLS configuration.
-    pub fn build(self) -> Result<ClientConfig, ConfigError> {
-        self.settings.validate()?;
+    pub fn build(mut self) -> Result<ClientConfig, ConfigError> {
+        self.settings = self.settings.finish()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
@@ -384,8 +413,8 @@ impl ServerConfigBuilder {
     }
 
     /// Validates the settings and builds the TLS configuration.
-    pub fn build(self) -> Result<ServerConfig, ConfigError> {
-        self.settings.validate()?;
+    pub fn build(mut self) -> Result<ServerConfig, ConfigError> {
+        self.settings = self.settings.finish()?;
         if self.max_pending_handshakes == 0 {
             return Err(ConfigError::InvalidValue {
                 field: "max_pending_handshakes",

@@ -167,6 +167,9 @@ pub enum ConfigError {
     /// Generating the development self-signed certificate failed.
     #[error("self-signed certificate generation: {0}")]
     SelfSigned(#[from] rcgen::Error),
+    /// The read buffer pool could not be built from `read_buffer`.
+    #[error("read buffer pool: {0}")]
+    BufferPool(#[from] kwik_buffer::BuildError),
     /// quinn rejected the TLS configuration (e.g. no TLS 1.3 cipher suite).
     #[error("quic tls configuration: {0}")]
     Quic(String),

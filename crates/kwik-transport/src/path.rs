@@ -318,23 +318,32 @@ pub(crate) async fn run_reader(
     mut recv: quinn::RecvStream,
 ) {
     let max = session.settings.max_packet_size;
-    let buf_size = session.settings.read_buffer;
     let executor = session.settings.executor.clone();
-    let mut buf = read_buffer(buf_size);
+    let Some(pool) = session.settings.read_pool() else {
+        let reason = CloseReason::Local {
+            code: ErrorCode::INTERNAL,
+            reason: "no read buffer pool".into(),
+        };
+        session.path_failed(&path, reason);
+        return;
+    };
+    let mut buf = pool.get();
     let outcome: Result<(), CloseReason> = 'read: loop {
         // Make room: a fresh buffer when the free tail is small or cannot hold the packet in
-        // progress. The partial packet (less than one max_packet_size) is copied over.
+        // progress. The partial packet (less than one max_packet_size) is copied over; the old
+        // buffer goes back to the pool once the packets sliced from it are dropped.
         let needed = match wire::packet_len(&buf, max) {
             Ok(Some(len)) => PACKET_HEADER_LEN + len,
             Ok(None) => PACKET_HEADER_LEN,
             Err(e) => break Err(CloseReason::Protocol(e.into())),
         };
         if buf.capacity() - buf.len() < MIN_READ || buf.capacity() < needed {
-            let mut fresh = read_buffer(buf_size.max(needed));
-            fresh.extend_from_slice(&buf);
-            buf = fresh;
+            let mut fresh = pool.get();
+            fresh.reserve(needed);
+            let tail = std::mem::replace(&mut buf, fresh).freeze();
+            buf.extend_from_slice(&tail);
         }
-        match recv.read_buf(&mut buf).await {
+        match recv.read_buf(&mut *buf).await {
             Ok(0) => {
                 // The peer finishes its path stream right after CLOSE, and closes the
                 // connection with the same code once we acknowledged it. With an unordered
@@ -380,11 +389,6 @@ pub(crate) async fn run_reader(
     if let Err(reason) = outcome {
         session.path_failed(&path, reason);
     }
-}
-
-/// The buffer the reader reads into. The one place to switch to kwik-buffer's pool.
-fn read_buffer(capacity: usize) -> BytesMut {
-    BytesMut::with_capacity(capacity)
 }
 
 fn read_error_reason(e: std::io::Error) -> CloseReason {

@@ -40,13 +40,13 @@ impl Reassembly {
         fin: bool,
     ) -> Result<u64, ProtocolError> {
         let end = offset + data.len() as u64;
-        if let Some(final_size) = self.final_size {
-            if end > final_size || (fin && end != final_size) {
-                return Err(ProtocolError::new(
-                    ErrorCode::FINAL_SIZE,
-                    format!("data up to {end} but the final size is {final_size}"),
-                ));
-            }
+        if let Some(final_size) = self.final_size
+            && (end > final_size || (fin && end != final_size))
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::FINAL_SIZE,
+                format!("data up to {end} but the final size is {final_size}"),
+            ));
         }
         if fin {
             if end < self.max_received {

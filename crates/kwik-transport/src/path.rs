@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kwik_buffer::PooledBuf;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
@@ -327,23 +328,48 @@ pub(crate) async fn run_reader(
         session.path_failed(&path, reason);
         return;
     };
-    let mut buf = pool.get();
+    // `None` while idle: a path waiting for data holds no read buffer (idle sessions are
+    // cheap); the first chunk of a burst takes one from the pool.
+    let mut buf: Option<PooledBuf> = None;
     let outcome: Result<(), CloseReason> = 'read: loop {
-        // Make room: a fresh buffer when the free tail is small or cannot hold the packet in
-        // progress. The partial packet (less than one max_packet_size) is copied over; the old
-        // buffer goes back to the pool once the packets sliced from it are dropped.
-        let needed = match wire::packet_len(&buf, max) {
-            Ok(Some(len)) => PACKET_HEADER_LEN + len,
-            Ok(None) => PACKET_HEADER_LEN,
-            Err(e) => break Err(CloseReason::Protocol(e.into())),
+        let read = match buf.as_mut() {
+            None => match recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => {
+                    let mut fresh = pool.get();
+                    fresh.extend_from_slice(&chunk.bytes);
+                    buf = Some(fresh);
+                    Ok(chunk.bytes.len())
+                }
+                Ok(None) => Ok(0),
+                Err(e) => Err(read_error_reason(e)),
+            },
+            Some(b) => {
+                // Make room: a fresh buffer when the free tail is small or cannot hold the
+                // packet in progress. The partial packet (less than one max_packet_size) is
+                // copied over; the old storage is reused once its packets are dropped.
+                let needed = match wire::packet_len(b, max) {
+                    Ok(Some(len)) => PACKET_HEADER_LEN + len,
+                    Ok(None) => PACKET_HEADER_LEN,
+                    Err(e) => break Err(CloseReason::Protocol(e.into())),
+                };
+                if b.capacity() - b.len() < MIN_READ || b.capacity() < needed {
+                    let mut fresh = pool.get();
+                    fresh.reserve(needed);
+                    let tail = std::mem::replace(b, fresh).freeze();
+                    b.extend_from_slice(&tail);
+                }
+                recv.read_buf(&mut **b)
+                    .await
+                    .map_err(|e| match e.downcast::<quinn::ReadError>() {
+                        Ok(e) => read_error_reason(e),
+                        Err(io) => CloseReason::Protocol(ProtocolError::new(
+                            ErrorCode::INTERNAL,
+                            format!("path stream read failed: {io}"),
+                        )),
+                    })
+            }
         };
-        if buf.capacity() - buf.len() < MIN_READ || buf.capacity() < needed {
-            let mut fresh = pool.get();
-            fresh.reserve(needed);
-            let tail = std::mem::replace(&mut buf, fresh).freeze();
-            buf.extend_from_slice(&tail);
-        }
-        match recv.read_buf(&mut *buf).await {
+        match read {
             Ok(0) => {
                 // The peer finishes its path stream right after CLOSE, and closes the
                 // connection with the same code once we acknowledged it. With an unordered
@@ -353,22 +379,22 @@ pub(crate) async fn run_reader(
             }
             Ok(n) => {
                 path.counters.bytes_received.fetch_add(n as u64, Relaxed);
-                session
-                    .counters
-                    .paths
-                    .bytes_received
-                    .fetch_add(n as u64, Relaxed);
+                let total = &session.counters.paths.bytes_received;
+                total.fetch_add(n as u64, Relaxed);
             }
-            Err(e) => break Err(read_error_reason(e)),
+            Err(reason) => break Err(reason),
         }
+        let Some(buf_ref) = buf.as_mut() else {
+            continue;
+        };
         // Hand every complete packet over, zero-copy.
         loop {
-            let len = match wire::packet_len(&buf, max) {
-                Ok(Some(len)) if buf.len() >= PACKET_HEADER_LEN + len => len,
+            let len = match wire::packet_len(buf_ref, max) {
+                Ok(Some(len)) if buf_ref.len() >= PACKET_HEADER_LEN + len => len,
                 Ok(_) => break,
                 Err(e) => break 'read Err(CloseReason::Protocol(e.into())),
             };
-            let mut packet = buf.split_to(PACKET_HEADER_LEN + len).freeze();
+            let mut packet = buf_ref.split_to(PACKET_HEADER_LEN + len).freeze();
             let packet = packet.split_off(PACKET_HEADER_LEN);
             if session.is_closed() {
                 break 'read Ok(());
@@ -385,27 +411,25 @@ pub(crate) async fn run_reader(
                 });
             }
         }
+        if buf_ref.is_empty() {
+            buf = None;
+        }
     };
     if let Err(reason) = outcome {
         session.path_failed(&path, reason);
     }
 }
 
-fn read_error_reason(e: std::io::Error) -> CloseReason {
-    // quinn's AsyncRead maps its ReadError into io::Error with the original as the source.
-    match e.downcast::<quinn::ReadError>() {
-        Ok(quinn::ReadError::ConnectionLost(c)) => close_reason_from(c),
-        Ok(quinn::ReadError::Reset(code)) => CloseReason::Peer {
+fn read_error_reason(e: quinn::ReadError) -> CloseReason {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => close_reason_from(c),
+        quinn::ReadError::Reset(code) => CloseReason::Peer {
             code: ErrorCode(code.into_inner()),
             reason: "path stream reset".into(),
         },
-        Ok(other) => CloseReason::Protocol(ProtocolError::new(
+        other => CloseReason::Protocol(ProtocolError::new(
             ErrorCode::PROTOCOL_VIOLATION,
             format!("path stream failed: {other}"),
-        )),
-        Err(io) => CloseReason::Protocol(ProtocolError::new(
-            ErrorCode::INTERNAL,
-            format!("path stream read failed: {io}"),
         )),
     }
 }
@@ -422,7 +446,7 @@ pub(crate) async fn run_writer(
     if pinger.is_none() {
         path.send_ping();
     }
-    let mut scratch = BytesMut::with_capacity(8 * 1024);
+    let mut scratch = BytesMut::new();
     let mut chunks: Vec<Bytes> = Vec::new();
     loop {
         let (frames, closing) = {

@@ -1,7 +1,8 @@
 //! Client and server configuration, built from plain values and validated once.
 
 use std::fmt;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kwik_buffer::BufferPool;
@@ -247,6 +248,10 @@ pub struct ClientConfig {
     pub(crate) settings: Settings,
     pub(crate) server_name: Option<String>,
     pub(crate) quinn: quinn::ClientConfig,
+    /// Client endpoints (IPv4, IPv6) shared by every session dialed with this config and its
+    /// clones: one UDP socket and one quinn driver instead of one per session (a quinn endpoint
+    /// costs about 3 MiB of buffers).
+    pub(crate) endpoints: Arc<Mutex<[Option<quinn::Endpoint>; 2]>>,
 }
 
 impl ClientConfig {
@@ -264,6 +269,23 @@ impl ClientConfig {
     /// UDP socket buffer size in bytes.
     pub fn socket_buffer(&self) -> usize {
         self.settings.socket_buffer
+    }
+
+    /// The client endpoint for `remote`'s address family, bound on first use. It is driven by
+    /// the tokio runtime of the first dial, so use one config per runtime.
+    pub fn endpoint_for(&self, remote: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut endpoints[usize::from(remote.is_ipv6())];
+        if let Some(endpoint) = slot {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = crate::quic::endpoint(
+            crate::quic::unspecified_for(remote),
+            self.settings.socket_buffer,
+            None,
+        )?;
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
     }
 }
 
@@ -327,6 +349,7 @@ impl ClientConfigBuilder {
             settings: self.settings,
             server_name: self.server_name,
             quinn,
+            endpoints: Arc::default(),
         })
     }
 }

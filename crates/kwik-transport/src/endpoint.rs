@@ -21,8 +21,7 @@ const PRIMARY_PATH_ID: u64 = 0;
 /// then the HELLO exchange, all within `handshake_timeout`.
 pub async fn dial(addr: SocketAddr, config: &ClientConfig) -> Result<Session, ConnectError> {
     let settings = &config.settings;
-    let endpoint = quic::endpoint(quic::unspecified_for(addr), settings.socket_buffer, None)
-        .map_err(ConnectError::Bind)?;
+    let endpoint = config.endpoint_for(addr).map_err(ConnectError::Bind)?;
     let server_name = config
         .server_name
         .clone()

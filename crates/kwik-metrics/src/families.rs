@@ -67,7 +67,13 @@ const fn family(
     help: &'static str,
     source: FamilySource,
 ) -> Family {
-    Family { name, kind, labels, help, source }
+    Family {
+        name,
+        kind,
+        labels,
+        help,
+        source,
+    }
 }
 
 use FamilyKind::{Counter, Gauge, Histogram};

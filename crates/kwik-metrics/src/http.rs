@@ -70,7 +70,9 @@ pub(crate) fn response(
 ) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -81,10 +83,12 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body>
 
 /// Tells handlers the server is stopping, so long requests (profiles) can end early.
 #[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "profiling"), allow(dead_code))] // only profiles run long enough to care
 pub(crate) struct Stopping(watch::Receiver<bool>);
 
 impl Stopping {
     /// Resolves once shutdown has been requested.
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     pub(crate) async fn wait(mut self) {
         Self::wait_on(&mut self.0).await;
     }
@@ -115,12 +119,22 @@ impl HttpServer {
         H: Fn(Request<Incoming>, Stopping) -> F + Send + Sync + 'static,
         F: Future<Output = Response<Body>> + Send + 'static,
     {
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(StartError::LocalAddr)?;
         let (stop, stopping) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, Arc::new(handler), stopping, shutdown_timeout));
-        Ok(Self { local_addr, stop, task: Some(task) })
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::new(handler),
+            stopping,
+            shutdown_timeout,
+        ));
+        Ok(Self {
+            local_addr,
+            stop,
+            task: Some(task),
+        })
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {

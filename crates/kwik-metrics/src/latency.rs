@@ -50,7 +50,10 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at the moment it was created.
     pub fn new() -> Self {
-        Self { base: Instant::now(), elapsed_nanos: AtomicU64::new(0) }
+        Self {
+            base: Instant::now(),
+            elapsed_nanos: AtomicU64::new(0),
+        }
     }
 
     /// Moves the clock forward by `by`.
@@ -136,7 +139,9 @@ impl LatencyRecorderBuilder {
     /// Validates the configuration and creates the recorder.
     pub fn build(self) -> Result<LatencyRecorder, LatencyBuildError> {
         if !(1..=5).contains(&self.significant_figures) {
-            return Err(LatencyBuildError::SignificantFigures(self.significant_figures));
+            return Err(LatencyBuildError::SignificantFigures(
+                self.significant_figures,
+            ));
         }
         if self.max_latency < Duration::from_micros(1) {
             return Err(LatencyBuildError::MaxLatency(self.max_latency));
@@ -148,7 +153,13 @@ impl LatencyRecorderBuilder {
         // Values are nanoseconds; 1 ns is the lowest discernible value.
         let empty = Histogram::<u64>::new_with_bounds(1, high.max(2), self.significant_figures)?;
         let shards = (0..self.shards)
-            .map(|_| Padded(Mutex::new(Shard { histogram: empty.clone(), errors: 0, max: 0 })))
+            .map(|_| {
+                Padded(Mutex::new(Shard {
+                    histogram: empty.clone(),
+                    errors: 0,
+                    max: 0,
+                }))
+            })
             .collect();
         let window_start = self.clock.now();
         Ok(LatencyRecorder {
@@ -267,7 +278,10 @@ impl LatencyRecorder {
 
     /// The statistics of the current window (since creation or the last reset).
     pub fn snapshot(&self) -> RequestStats {
-        let window = self.clock.now().saturating_duration_since(*self.window_start.lock());
+        let window = self
+            .clock
+            .now()
+            .saturating_duration_since(*self.window_start.lock());
         self.merge(window, false)
     }
 
@@ -301,12 +315,22 @@ impl LatencyRecorder {
             }
         }
         let count = merged.len();
-        let at = |q: f64| Duration::from_nanos(if count == 0 { 0 } else { merged.value_at_quantile(q) });
+        let at = |q: f64| {
+            Duration::from_nanos(if count == 0 {
+                0
+            } else {
+                merged.value_at_quantile(q)
+            })
+        };
         let secs = window.as_secs_f64();
         RequestStats {
             count,
             errors,
-            error_rate: if count == 0 { 0.0 } else { errors as f64 / count as f64 },
+            error_rate: if count == 0 {
+                0.0
+            } else {
+                errors as f64 / count as f64
+            },
             window,
             throughput_per_sec: if secs > 0.0 { count as f64 / secs } else { 0.0 },
             mean: Duration::from_nanos(if count == 0 { 0 } else { merged.mean() as u64 }),
@@ -342,22 +366,40 @@ mod tests {
     #[test]
     fn empty_snapshot_is_all_zero() {
         let s = LatencyRecorder::new().snapshot();
-        assert_eq!((s.count, s.errors, s.error_rate, s.max), (0, 0, 0.0, Duration::ZERO));
+        assert_eq!(
+            (s.count, s.errors, s.error_rate, s.max),
+            (0, 0, 0.0, Duration::ZERO)
+        );
         assert_eq!(s.p99, Duration::ZERO);
     }
 
     #[test]
     fn builder_rejects_bad_values() {
         let b = LatencyRecorder::builder;
-        assert!(matches!(b().significant_figures(0).build(), Err(LatencyBuildError::SignificantFigures(0))));
-        assert!(matches!(b().significant_figures(6).build(), Err(LatencyBuildError::SignificantFigures(6))));
-        assert!(matches!(b().max_latency(Duration::from_nanos(10)).build(), Err(LatencyBuildError::MaxLatency(_))));
-        assert!(matches!(b().shards(0).build(), Err(LatencyBuildError::Shards)));
+        assert!(matches!(
+            b().significant_figures(0).build(),
+            Err(LatencyBuildError::SignificantFigures(0))
+        ));
+        assert!(matches!(
+            b().significant_figures(6).build(),
+            Err(LatencyBuildError::SignificantFigures(6))
+        ));
+        assert!(matches!(
+            b().max_latency(Duration::from_nanos(10)).build(),
+            Err(LatencyBuildError::MaxLatency(_))
+        ));
+        assert!(matches!(
+            b().shards(0).build(),
+            Err(LatencyBuildError::Shards)
+        ));
     }
 
     #[test]
     fn latencies_above_the_max_are_capped() {
-        let r = LatencyRecorder::builder().max_latency(Duration::from_secs(1)).build().unwrap();
+        let r = LatencyRecorder::builder()
+            .max_latency(Duration::from_secs(1))
+            .build()
+            .unwrap();
         r.record(Duration::from_secs(3600), true);
         let s = r.snapshot();
         assert_eq!(s.count, 1);
@@ -367,7 +409,10 @@ mod tests {
     #[test]
     fn reset_starts_a_new_window() {
         let clock = Arc::new(ManualClock::new());
-        let r = LatencyRecorder::builder().clock(clock.clone()).build().unwrap();
+        let r = LatencyRecorder::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         for _ in 0..10 {
             r.record(Duration::from_micros(5), false);
         }

@@ -69,7 +69,9 @@ pub use profiling::{
     DEFAULT_PROFILING_ADDR, ProfilingServer, ProfilingServerBuilder,
 };
 pub use requests::{OTHER_ROUTE, RequestMetrics, RouteMetrics};
-pub use server::{DEFAULT_METRICS_ADDR, DEFAULT_SHUTDOWN_TIMEOUT, MetricsServer, MetricsServerBuilder};
+pub use server::{
+    DEFAULT_METRICS_ADDR, DEFAULT_SHUTDOWN_TIMEOUT, MetricsServer, MetricsServerBuilder,
+};
 pub use stats::{JobOutcome, Stat, StatsCollectorId};
 pub use transport::{Direction, FrameKind, ProtocolErrorKind, Role, TransportMetrics};
 

@@ -101,7 +101,9 @@ impl MetricsBuilder {
         validate_routes(&self.routes)?;
         let registry = Registry::new();
         let build_info: IntGaugeVec = int_gauge_vec(&registry, &families::BUILD_INFO)?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let transport = TransportMetrics::register(&registry)?;
         let pool = PoolMetrics::register(&registry)?;
         let requests = RequestMetrics::register(&registry, &self.routes)?;
@@ -114,7 +116,14 @@ impl MetricsBuilder {
             registry.register(Box::new(crate::process::ProcessCollector::new()?))?;
         }
         Ok(Metrics {
-            inner: Arc::new(Inner { registry, transport, pool, requests, stats, runtime }),
+            inner: Arc::new(Inner {
+                registry,
+                transport,
+                pool,
+                requests,
+                stats,
+                runtime,
+            }),
         })
     }
 }
@@ -136,7 +145,10 @@ fn validate_routes(routes: &[String]) -> Result<(), BuildError> {
             None
         };
         if let Some(reason) = reason {
-            return Err(BuildError::InvalidRoute { route: route.clone(), reason });
+            return Err(BuildError::InvalidRoute {
+                route: route.clone(),
+                reason,
+            });
         }
         if routes[..i].contains(route) {
             return Err(BuildError::DuplicateRoute(route.clone()));
@@ -193,7 +205,10 @@ impl Metrics {
 
     /// A builder to declare routes and choose the process and runtime collectors.
     pub fn builder() -> MetricsBuilder {
-        MetricsBuilder { process: true, ..MetricsBuilder::default() }
+        MetricsBuilder {
+            process: true,
+            ..MetricsBuilder::default()
+        }
     }
 
     /// The transport handles: sessions, paths, streams, bytes, packets, frames, errors, RTT.
@@ -294,7 +309,10 @@ impl Default for Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics")
-            .field("routes", &self.inner.requests.route_names().collect::<Vec<_>>())
+            .field(
+                "routes",
+                &self.inner.requests.route_names().collect::<Vec<_>>(),
+            )
             .field("stats_collectors", &self.inner.stats.len())
             .finish_non_exhaustive()
     }
@@ -307,13 +325,26 @@ mod tests {
 
     #[test]
     fn handles_update_the_exported_values() {
-        let m = Metrics::builder().process_metrics(false).routes(["/echo"]).build().unwrap();
+        let m = Metrics::builder()
+            .process_metrics(false)
+            .routes(["/echo"])
+            .build()
+            .unwrap();
         m.transport().session_opened(Role::Client);
-        m.transport().frames(Direction::Received, FrameKind::Stream).inc_by(3);
-        m.requests().route("/echo").observe(std::time::Duration::from_millis(2), false);
-        m.requests().route("/nope").observe(std::time::Duration::from_millis(2), true);
+        m.transport()
+            .frames(Direction::Received, FrameKind::Stream)
+            .inc_by(3);
+        m.requests()
+            .route("/echo")
+            .observe(std::time::Duration::from_millis(2), false);
+        m.requests()
+            .route("/nope")
+            .observe(std::time::Duration::from_millis(2), true);
         let text = m.encode_text().unwrap();
-        assert!(text.contains(r#"kwik_sessions_active{role="client"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"kwik_sessions_active{role="client"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"kwik_sessions_total{role="client"} 1"#));
         assert!(text.contains(r#"kwik_frames_total{direction="received",type="stream"} 3"#));
         assert!(text.contains(r#"kwik_request_errors_total{route="/echo"} 1"#));
@@ -332,11 +363,26 @@ mod tests {
     #[test]
     fn bad_routes_are_rejected() {
         let err = |routes: Vec<String>| Metrics::builder().routes(routes).build().unwrap_err();
-        assert!(matches!(err(vec![String::new()]), BuildError::InvalidRoute { .. }));
-        assert!(matches!(err(vec!["a\n".into()]), BuildError::InvalidRoute { .. }));
-        assert!(matches!(err(vec!["other".into()]), BuildError::InvalidRoute { .. }));
-        assert!(matches!(err(vec!["x".repeat(129)]), BuildError::InvalidRoute { .. }));
-        assert!(matches!(err(vec!["/a".into(), "/a".into()]), BuildError::DuplicateRoute(_)));
+        assert!(matches!(
+            err(vec![String::new()]),
+            BuildError::InvalidRoute { .. }
+        ));
+        assert!(matches!(
+            err(vec!["a\n".into()]),
+            BuildError::InvalidRoute { .. }
+        ));
+        assert!(matches!(
+            err(vec!["other".into()]),
+            BuildError::InvalidRoute { .. }
+        ));
+        assert!(matches!(
+            err(vec!["x".repeat(129)]),
+            BuildError::InvalidRoute { .. }
+        ));
+        assert!(matches!(
+            err(vec!["/a".into(), "/a".into()]),
+            BuildError::DuplicateRoute(_)
+        ));
         let many = (0..=MAX_ROUTES).map(|i| format!("/{i}")).collect();
         assert!(matches!(err(many), BuildError::TooManyRoutes(_)));
     }

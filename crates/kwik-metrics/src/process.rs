@@ -35,7 +35,11 @@ pub(crate) struct ProcessSample {
 ///
 /// The command name (field 2) may contain spaces and parentheses, so fields are counted from the
 /// last `)`. Field numbers below are those of proc(5).
-pub(crate) fn parse_stat(stat: &str, ticks_per_second: u64, page_size: u64) -> Option<ProcessSample> {
+pub(crate) fn parse_stat(
+    stat: &str,
+    ticks_per_second: u64,
+    page_size: u64,
+) -> Option<ProcessSample> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // Field 3 (state) is the first token after the command name.
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
@@ -52,7 +56,8 @@ pub(crate) fn parse_stat(stat: &str, ticks_per_second: u64, page_size: u64) -> O
 
 /// Parses the boot time (`btime`, seconds since the epoch) from `/proc/stat`.
 pub(crate) fn parse_boot_time(stat: &str) -> Option<u64> {
-    stat.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }
 
 /// The collector for the `process_*` families.
@@ -66,7 +71,10 @@ pub(crate) struct ProcessCollector {
 
 impl ProcessCollector {
     pub(crate) fn new() -> prometheus::Result<Self> {
-        let descs = FAMILIES.iter().map(proto::desc).collect::<prometheus::Result<_>>()?;
+        let descs = FAMILIES
+            .iter()
+            .map(proto::desc)
+            .collect::<prometheus::Result<_>>()?;
         // SAFETY: sysconf only reads a system constant.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         // SAFETY: as above.
@@ -79,7 +87,12 @@ impl ProcessCollector {
             let sample = parse_stat(&stat, ticks_per_second, page_size)?;
             Some(boot as f64 + sample.start_ticks as f64 / ticks_per_second.max(1) as f64)
         })();
-        Ok(Self { descs, ticks_per_second, page_size, start_time })
+        Ok(Self {
+            descs,
+            ticks_per_second,
+            page_size,
+            start_time,
+        })
     }
 }
 
@@ -89,7 +102,10 @@ fn open_fds() -> Option<u64> {
 }
 
 fn max_fds() -> Option<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `limit` is a valid, writable rlimit.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
@@ -103,11 +119,16 @@ impl Collector for ProcessCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let mut out = Vec::with_capacity(FAMILIES.len());
         let stat = std::fs::read_to_string("/proc/self/stat").ok();
-        if let Some(s) = stat.and_then(|s| parse_stat(&s, self.ticks_per_second, self.page_size))
-        {
+        if let Some(s) = stat.and_then(|s| parse_stat(&s, self.ticks_per_second, self.page_size)) {
             out.push(proto::single(&families::PROCESS_CPU, s.cpu_seconds));
-            out.push(proto::single(&families::PROCESS_RSS, s.resident_bytes as f64));
-            out.push(proto::single(&families::PROCESS_VSIZE, s.virtual_bytes as f64));
+            out.push(proto::single(
+                &families::PROCESS_RSS,
+                s.resident_bytes as f64,
+            ));
+            out.push(proto::single(
+                &families::PROCESS_VSIZE,
+                s.virtual_bytes as f64,
+            ));
             out.push(proto::single(&families::PROCESS_THREADS, s.threads as f64));
         }
         if let Some(n) = open_fds() {
@@ -148,7 +169,10 @@ mod tests {
 
     #[test]
     fn parses_boot_time() {
-        assert_eq!(parse_boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_boot_time("cpu 1 2 3\n"), None);
     }
 
@@ -158,7 +182,11 @@ mod tests {
         let c = ProcessCollector::new().expect("descs are valid");
         let names: Vec<String> = c.collect().iter().map(|f| f.name().to_owned()).collect();
         for family in FAMILIES {
-            assert!(names.iter().any(|n| n == family.name), "{} missing", family.name);
+            assert!(
+                names.iter().any(|n| n == family.name),
+                "{} missing",
+                family.name
+            );
         }
     }
 }

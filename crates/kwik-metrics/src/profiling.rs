@@ -78,10 +78,14 @@ impl ProfilingServerBuilder {
     /// runtime.
     pub async fn start(self) -> Result<ProfilingServer, StartError> {
         if !(1..=3600).contains(&self.max_seconds) {
-            return Err(StartError::InvalidConfig("max_seconds must be between 1 and 3600"));
+            return Err(StartError::InvalidConfig(
+                "max_seconds must be between 1 and 3600",
+            ));
         }
         if !(1..=1000).contains(&self.frequency) {
-            return Err(StartError::InvalidConfig("frequency must be between 1 and 1000 Hz"));
+            return Err(StartError::InvalidConfig(
+                "frequency must be between 1 and 1000 Hz",
+            ));
         }
         let profiler = Arc::new(Profiler {
             busy: AtomicBool::new(false),
@@ -90,24 +94,28 @@ impl ProfilingServerBuilder {
             frequency: self.frequency as i32,
         });
         let state = Arc::clone(&profiler);
-        let http = HttpServer::start(self.addr, self.shutdown_timeout, move |request, stopping| {
-            let profiler = Arc::clone(&state);
-            async move {
-                if request.method() != Method::GET {
-                    return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
+        let http = HttpServer::start(
+            self.addr,
+            self.shutdown_timeout,
+            move |request, stopping| {
+                let profiler = Arc::clone(&state);
+                async move {
+                    if request.method() != Method::GET {
+                        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
+                    }
+                    let format = match request.uri().path() {
+                        "/debug/pprof/profile" => Format::Pprof,
+                        "/debug/pprof/flamegraph" => Format::Flamegraph,
+                        "/debug/pprof" | "/debug/pprof/" => return text(StatusCode::OK, INDEX),
+                        _ => return text(StatusCode::NOT_FOUND, "not found; try /debug/pprof/\n"),
+                    };
+                    match parse_seconds(request.uri().query(), profiler.max_seconds) {
+                        Ok(seconds) => profiler.serve(format, seconds, stopping).await,
+                        Err(reason) => text(StatusCode::BAD_REQUEST, reason),
+                    }
                 }
-                let format = match request.uri().path() {
-                    "/debug/pprof/profile" => Format::Pprof,
-                    "/debug/pprof/flamegraph" => Format::Flamegraph,
-                    "/debug/pprof" | "/debug/pprof/" => return text(StatusCode::OK, INDEX),
-                    _ => return text(StatusCode::NOT_FOUND, "not found; try /debug/pprof/\n"),
-                };
-                match parse_seconds(request.uri().query(), profiler.max_seconds) {
-                    Ok(seconds) => profiler.serve(format, seconds, stopping).await,
-                    Err(reason) => text(StatusCode::BAD_REQUEST, reason),
-                }
-            }
-        })
+            },
+        )
         .await?;
         tracing::info!(addr = %http.local_addr(), "profiling endpoint listening");
         Ok(ProfilingServer { http, profiler })
@@ -192,7 +200,12 @@ enum ProfileError {
 }
 
 impl Profiler {
-    async fn serve(&self, format: Format, seconds: u64, stopping: Stopping) -> hyper::Response<crate::http::Body> {
+    async fn serve(
+        &self,
+        format: Format,
+        seconds: u64,
+        stopping: Stopping,
+    ) -> hyper::Response<crate::http::Body> {
         let result = self.profile(format, seconds, stopping).await;
         match result {
             Ok((content_type, body)) => response(StatusCode::OK, content_type, body),
@@ -242,7 +255,9 @@ impl Profiler {
             }
             Format::Flamegraph => {
                 let mut svg = Vec::new();
-                report.flamegraph(&mut svg).map_err(|e| ProfileError::Flamegraph(e.to_string()))?;
+                report
+                    .flamegraph(&mut svg)
+                    .map_err(|e| ProfileError::Flamegraph(e.to_string()))?;
                 Ok(("image/svg+xml", svg))
             }
         }
@@ -261,7 +276,9 @@ fn parse_seconds(query: Option<&str>, max: u64) -> Result<u64, String> {
     };
     match value.parse::<u64>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("seconds must be an integer between 1 and {max}, got {value:?}\n")),
+        _ => Err(format!(
+            "seconds must be an integer between 1 and {max}, got {value:?}\n"
+        )),
     }
 }
 
@@ -275,7 +292,14 @@ mod tests {
         assert_eq!(parse_seconds(Some("debug=1"), 10), Ok(10));
         assert_eq!(parse_seconds(Some("seconds=1"), 60), Ok(1));
         assert_eq!(parse_seconds(Some("x=y&seconds=60"), 60), Ok(60));
-        for bad in ["seconds=0", "seconds=61", "seconds=-1", "seconds=abc", "seconds=", "seconds=1.5"] {
+        for bad in [
+            "seconds=0",
+            "seconds=61",
+            "seconds=-1",
+            "seconds=abc",
+            "seconds=",
+            "seconds=1.5",
+        ] {
             let reason = parse_seconds(Some(bad), 60).unwrap_err();
             assert!(reason.contains("between 1 and 60"), "{bad}: {reason}");
         }

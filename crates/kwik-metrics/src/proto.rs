@@ -28,7 +28,11 @@ pub(crate) fn family<'a, L: AsRef<[&'a str]>>(
     mf.set_name(family.name.to_owned());
     mf.set_help(family.help.to_owned());
     let counter = family.kind == FamilyKind::Counter;
-    mf.set_field_type(if counter { MetricType::COUNTER } else { MetricType::GAUGE });
+    mf.set_field_type(if counter {
+        MetricType::COUNTER
+    } else {
+        MetricType::GAUGE
+    });
     let metrics = samples
         .into_iter()
         .map(|(values, value)| {

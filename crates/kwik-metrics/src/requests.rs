@@ -80,7 +80,10 @@ impl RequestMetrics {
     /// This compares strings: call it once per route when wiring a handler and keep the
     /// returned handle (it is cheap to clone), not on every request.
     pub fn route(&self, route: &str) -> &RouteMetrics {
-        self.routes.iter().find(|(name, _)| name == route).map_or(&self.other, |(_, m)| m)
+        self.routes
+            .iter()
+            .find(|(name, _)| name == route)
+            .map_or(&self.other, |(_, m)| m)
     }
 
     /// The declared route names, in declaration order ([`OTHER_ROUTE`] excluded).

@@ -28,7 +28,10 @@ impl RuntimeCollector {
         .iter()
         .map(proto::desc)
         .collect::<prometheus::Result<_>>()?;
-        Ok(Self { descs, handle: RwLock::new(handle) })
+        Ok(Self {
+            descs,
+            handle: RwLock::new(handle),
+        })
     }
 
     pub(crate) fn set(&self, handle: Handle) {
@@ -42,7 +45,11 @@ impl Collector for RuntimeCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let handle = self.handle.read().clone().or_else(|| Handle::try_current().ok());
+        let handle = self
+            .handle
+            .read()
+            .clone()
+            .or_else(|| Handle::try_current().ok());
         let Some(handle) = handle else {
             return Vec::new();
         };
@@ -50,7 +57,10 @@ impl Collector for RuntimeCollector {
         vec![
             proto::single(&families::RUNTIME_WORKERS, m.num_workers() as f64),
             proto::single(&families::RUNTIME_ALIVE_TASKS, m.num_alive_tasks() as f64),
-            proto::single(&families::RUNTIME_GLOBAL_QUEUE_DEPTH, m.global_queue_depth() as f64),
+            proto::single(
+                &families::RUNTIME_GLOBAL_QUEUE_DEPTH,
+                m.global_queue_depth() as f64,
+            ),
         ]
     }
 }

@@ -9,10 +9,8 @@ use crate::http::{HttpServer, ShutdownError, StartError, response, text};
 use crate::metrics::Metrics;
 
 /// The default metrics address, the port the seeds use for Prometheus.
-pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    2112,
-);
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 2112);
 /// Default grace period for in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,7 +57,10 @@ impl MetricsServerBuilder {
                         }
                     },
                     "/health" => text(StatusCode::OK, "ok\n"),
-                    _ => text(StatusCode::NOT_FOUND, "not found; try /metrics or /health\n"),
+                    _ => text(
+                        StatusCode::NOT_FOUND,
+                        "not found; try /metrics or /health\n",
+                    ),
                 }
             }
         })
@@ -98,7 +99,10 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// A builder with the defaults (127.0.0.1:2112, 5 s shutdown timeout).
     pub fn builder() -> MetricsServerBuilder {
-        MetricsServerBuilder { addr: DEFAULT_METRICS_ADDR, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT }
+        MetricsServerBuilder {
+            addr: DEFAULT_METRICS_ADDR,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
     }
 
     /// The address actually bound (the real port when the configured one was 0).

@@ -186,8 +186,12 @@ mod tests {
     #[test]
     fn sources_are_summed_and_removable() {
         let sources = Arc::new(StatsSources::default());
-        let a = sources.add(Box::new(|| vec![(Stat::CacheHits, 3), (Stat::PoolQueueDepth, 1)]));
-        sources.add(Box::new(|| vec![(Stat::CacheHits, 4), (Stat::PoolJobs(JobOutcome::Ok), 9)]));
+        let a = sources.add(Box::new(|| {
+            vec![(Stat::CacheHits, 3), (Stat::PoolQueueDepth, 1)]
+        }));
+        sources.add(Box::new(|| {
+            vec![(Stat::CacheHits, 4), (Stat::PoolJobs(JobOutcome::Ok), 9)]
+        }));
         let slots = sources.sample();
         assert_eq!(slots[Stat::CacheHits.slot()], 7);
         assert_eq!(slots[Stat::PoolQueueDepth.slot()], 1);

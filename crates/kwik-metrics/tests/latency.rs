@@ -32,7 +32,12 @@ fn percentiles_match_a_sorted_reference_within_hdr_precision() {
     const THREADS: u64 = 4;
     const PER_THREAD: usize = 25_000;
     let clock = Arc::new(ManualClock::new());
-    let recorder = Arc::new(LatencyRecorder::builder().clock(clock.clone()).build().expect("builds"));
+    let recorder = Arc::new(
+        LatencyRecorder::builder()
+            .clock(clock.clone())
+            .build()
+            .expect("builds"),
+    );
     let mut all: Vec<u64> = Vec::new();
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -55,10 +60,17 @@ fn percentiles_match_a_sorted_reference_within_hdr_precision() {
 
     assert_eq!(stats.count, all.len() as u64);
     assert_eq!(stats.errors, THREADS * (PER_THREAD as u64).div_ceil(50));
-    assert!((stats.error_rate - 0.02).abs() < 1e-9, "{}", stats.error_rate);
+    assert!(
+        (stats.error_rate - 0.02).abs() < 1e-9,
+        "{}",
+        stats.error_rate
+    );
     assert_eq!(stats.window, Duration::from_secs(10));
     assert_eq!(stats.throughput_per_sec, all.len() as f64 / 10.0);
-    assert_eq!(stats.max, Duration::from_nanos(*all.last().expect("values")));
+    assert_eq!(
+        stats.max,
+        Duration::from_nanos(*all.last().expect("values"))
+    );
 
     // 3 significant figures: every reported value is within 0.1% of the true one.
     let within = |reported: Duration, truth: u64, what: &str| {
@@ -80,7 +92,11 @@ fn percentiles_match_a_sorted_reference_within_hdr_precision() {
 #[test]
 fn snapshot_and_reset_reports_disjoint_windows() {
     let clock = Arc::new(ManualClock::new());
-    let recorder = LatencyRecorder::builder().clock(clock.clone()).shards(3).build().expect("builds");
+    let recorder = LatencyRecorder::builder()
+        .clock(clock.clone())
+        .shards(3)
+        .build()
+        .expect("builds");
     for ms in 1..=100 {
         recorder.record(Duration::from_millis(ms), true);
     }
@@ -90,7 +106,10 @@ fn snapshot_and_reset_reports_disjoint_windows() {
     recorder.record(Duration::from_millis(7), false);
     clock.advance(Duration::from_secs(4));
     let second = recorder.snapshot();
-    assert_eq!((second.count, second.errors, second.error_rate), (1, 1, 1.0));
+    assert_eq!(
+        (second.count, second.errors, second.error_rate),
+        (1, 1, 1.0)
+    );
     assert_eq!(second.max, Duration::from_millis(7));
     assert_eq!(second.throughput_per_sec, 0.25);
 }

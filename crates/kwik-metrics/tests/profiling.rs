@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kwik_metrics::{ProfilingServer, StartError};
 use pprof::protos::Message;
 
+/// The CPU profiler is process-wide and tests run in parallel: each test that profiles holds
+/// this lock, or they would answer each other 409.
+static PROFILER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn start() -> ProfilingServer {
     ProfilingServer::builder()
         .addr("127.0.0.1:0".parse().expect("addr"))
@@ -37,7 +41,10 @@ impl Spinner {
             }
             x
         });
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -52,6 +59,7 @@ impl Drop for Spinner {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_returns_a_valid_pprof_protobuf_and_rejects_a_concurrent_one() {
+    let _profiler = PROFILER.lock().await;
     let server = start().await;
     let addr = server.local_addr();
     let spinner = Spinner::start();
@@ -59,7 +67,10 @@ async fn profile_returns_a_valid_pprof_protobuf_and_rejects_a_concurrent_one() {
     // Wait (bounded, without sleeping) until the first profile holds the profiler.
     let mut spins = 0u32;
     while !server.profile_in_progress() {
-        assert!(!first.is_finished(), "the first profile ended before it was seen running");
+        assert!(
+            !first.is_finished(),
+            "the first profile ended before it was seen running"
+        );
         spins += 1;
         assert!(spins < 10_000_000, "profile never started");
         tokio::task::yield_now().await;
@@ -70,16 +81,36 @@ async fn profile_returns_a_valid_pprof_protobuf_and_rejects_a_concurrent_one() {
 
     let reply = first.await.expect("request task");
     drop(spinner);
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-    assert_eq!(reply.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/octet-stream")
+    );
     assert!(!reply.body.is_empty());
     let profile = pprof::protos::Profile::decode(reply.body.as_slice()).expect("valid protobuf");
     let string = |i: i64| profile.string_table[usize::try_from(i).expect("index")].as_str();
     assert_eq!(profile.string_table.first().map(String::as_str), Some(""));
-    assert!(profile.duration_nanos >= 1_000_000_000, "{}", profile.duration_nanos);
-    let sample_type = profile.sample_type.first().expect("a sample type");
-    assert_eq!(string(sample_type.r#type), "cpu");
-    assert!(!profile.sample.is_empty(), "a spinning thread produced no sample");
+    assert!(
+        profile.duration_nanos >= 1_000_000_000,
+        "{}",
+        profile.duration_nanos
+    );
+    let types: Vec<(&str, &str)> = profile
+        .sample_type
+        .iter()
+        .map(|t| (string(t.ty), string(t.unit)))
+        .collect();
+    assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+    assert_eq!(profile.period, 1_000_000_000 / 99);
+    assert!(
+        !profile.sample.is_empty(),
+        "a spinning thread produced no sample"
+    );
     assert!(!profile.function.is_empty());
 
     // The slot is free again.
@@ -89,11 +120,17 @@ async fn profile_returns_a_valid_pprof_protobuf_and_rejects_a_concurrent_one() {
 
 #[tokio::test]
 async fn flamegraph_is_svg() {
+    let _profiler = PROFILER.lock().await;
     let server = start().await;
     let spinner = Spinner::start();
     let reply = common::get(server.local_addr(), "/debug/pprof/flamegraph?seconds=1").await;
     drop(spinner);
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     assert_eq!(reply.header("content-type"), Some("image/svg+xml"));
     assert!(reply.text().contains("<svg"));
     server.shutdown().await.expect("clean shutdown");
@@ -103,10 +140,20 @@ async fn flamegraph_is_svg() {
 async fn bad_seconds_are_400_with_a_reason() {
     let server = start().await;
     let addr = server.local_addr();
-    for query in ["seconds=0", "seconds=61", "seconds=abc", "seconds=-5", "seconds="] {
+    for query in [
+        "seconds=0",
+        "seconds=61",
+        "seconds=abc",
+        "seconds=-5",
+        "seconds=",
+    ] {
         let reply = common::get(addr, &format!("/debug/pprof/profile?{query}")).await;
         assert_eq!(reply.status, 400, "{query}");
-        assert!(reply.text().contains("between 1 and 60"), "{query}: {}", reply.text());
+        assert!(
+            reply.text().contains("between 1 and 60"),
+            "{query}: {}",
+            reply.text()
+        );
     }
     assert!(!server.profile_in_progress());
     assert_eq!(common::get(addr, "/debug/pprof/").await.status, 200);
@@ -116,6 +163,7 @@ async fn bad_seconds_are_400_with_a_reason() {
 
 #[tokio::test]
 async fn shutdown_cuts_a_running_profile_short() {
+    let _profiler = PROFILER.lock().await;
     let server = start().await;
     let addr = server.local_addr();
     let running = tokio::spawn(common::get(addr, "/debug/pprof/profile?seconds=60"));
@@ -125,15 +173,26 @@ async fn shutdown_cuts_a_running_profile_short() {
         assert!(spins < 10_000_000, "profile never started");
         tokio::task::yield_now().await;
     }
-    server.shutdown().await.expect("the profile ends with the server");
+    server
+        .shutdown()
+        .await
+        .expect("the profile ends with the server");
     let reply = running.await.expect("request task");
     assert_eq!(reply.status, 503, "{}", reply.text());
 }
 
 #[tokio::test]
 async fn invalid_configuration_is_rejected() {
-    let err = ProfilingServer::builder().max_seconds(0).start().await.expect_err("invalid");
+    let err = ProfilingServer::builder()
+        .max_seconds(0)
+        .start()
+        .await
+        .expect_err("invalid");
     assert!(matches!(err, StartError::InvalidConfig(_)));
-    let err = ProfilingServer::builder().frequency(5000).start().await.expect_err("invalid");
+    let err = ProfilingServer::builder()
+        .frequency(5000)
+        .start()
+        .await
+        .expect_err("invalid");
     assert!(matches!(err, StartError::InvalidConfig(_)));
 }

@@ -15,7 +15,10 @@ use prometheus_parse::{Scrape, Value};
 
 /// A registry with every kind of source fed, as the facade would.
 fn populated_metrics() -> Metrics {
-    let metrics = Metrics::builder().routes(["/echo", "/files"]).build().expect("builds");
+    let metrics = Metrics::builder()
+        .routes(["/echo", "/files"])
+        .build()
+        .expect("builds");
     let t = metrics.transport();
     t.session_opened(Role::Client);
     t.session_opened(Role::Server);
@@ -32,7 +35,10 @@ fn populated_metrics() -> Metrics {
     t.observe_rtt(Duration::from_micros(400));
     metrics.pool().observe_queue_wait(Duration::from_micros(20));
     metrics.pool().observe_run(Duration::from_micros(300));
-    metrics.requests().route("/echo").observe(Duration::from_millis(1), true);
+    metrics
+        .requests()
+        .route("/echo")
+        .observe(Duration::from_millis(1), true);
     metrics.register_stats_collector(|| {
         vec![
             (Stat::PoolQueueDepth, 2),
@@ -61,7 +67,12 @@ async fn scrape_over_http(metrics: Metrics) -> String {
         .expect("server starts");
     let reply = common::get(server.local_addr(), "/metrics").await;
     assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").expect("content type").starts_with("text/plain"));
+    assert!(
+        reply
+            .header("content-type")
+            .expect("content type")
+            .starts_with("text/plain")
+    );
     server.shutdown().await.expect("clean shutdown");
     reply.text()
 }
@@ -85,20 +96,38 @@ async fn scrape_exports_every_documented_family_with_type_and_help() {
     let types = declared_types(&text);
     for family in FAMILIES {
         let help = scrape.docs.get(family.name);
-        assert_eq!(help.map(String::as_str), Some(family.help), "help of {}", family.name);
-        assert_eq!(types.get(family.name), Some(&family.kind.as_str()), "type of {}", family.name);
-        let samples: Vec<_> = scrape.samples.iter().filter(|s| s.metric == family.name).collect();
+        assert_eq!(
+            help.map(String::as_str),
+            Some(family.help),
+            "help of {}",
+            family.name
+        );
+        assert_eq!(
+            types.get(family.name),
+            Some(&family.kind.as_str()),
+            "type of {}",
+            family.name
+        );
+        let samples: Vec<_> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == family.name)
+            .collect();
         assert!(!samples.is_empty(), "no sample for {}", family.name);
         for sample in samples {
-            let kind_matches = match (&sample.value, family.kind) {
-                (Value::Counter(_), FamilyKind::Counter) => true,
-                (Value::Gauge(_), FamilyKind::Gauge) => true,
-                (Value::Histogram(_), FamilyKind::Histogram) => true,
-                _ => false,
-            };
+            let kind_matches = matches!(
+                (&sample.value, family.kind),
+                (Value::Counter(_), FamilyKind::Counter)
+                    | (Value::Gauge(_), FamilyKind::Gauge)
+                    | (Value::Histogram(_), FamilyKind::Histogram)
+            );
             assert!(kind_matches, "{} parsed as {:?}", family.name, sample.value);
             for label in family.labels {
-                assert!(sample.labels.get(label).is_some(), "{} lacks label {label}", family.name);
+                assert!(
+                    sample.labels.get(label).is_some(),
+                    "{} lacks label {label}",
+                    family.name
+                );
             }
         }
     }
@@ -110,14 +139,26 @@ async fn scrape_exports_every_documented_family_with_type_and_help() {
             .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
             .map(|s| s.value.clone())
     };
-    assert_eq!(value("kwik_cache_hits_total", None), Some(Value::Counter(70.0)));
-    assert_eq!(value("kwik_pool_queue_depth", None), Some(Value::Gauge(2.0)));
+    assert_eq!(
+        value("kwik_cache_hits_total", None),
+        Some(Value::Counter(70.0))
+    );
+    assert_eq!(
+        value("kwik_pool_queue_depth", None),
+        Some(Value::Gauge(2.0))
+    );
     assert_eq!(
         value("kwik_pool_jobs_total", Some(("outcome", "panicked"))),
         Some(Value::Counter(1.0))
     );
-    assert_eq!(value("kwik_sessions_active", Some(("role", "server"))), Some(Value::Gauge(0.0)));
-    assert_eq!(value("kwik_bytes_received_total", None), Some(Value::Counter(8192.0)));
+    assert_eq!(
+        value("kwik_sessions_active", Some(("role", "server"))),
+        Some(Value::Gauge(0.0))
+    );
+    assert_eq!(
+        value("kwik_bytes_received_total", None),
+        Some(Value::Counter(8192.0))
+    );
     let Some(Value::Gauge(threads)) = value("process_threads", None) else {
         panic!("process_threads missing");
     };
@@ -162,55 +203,99 @@ async fn scrape_passes_promtool() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool failed:\n{stdout}\n{stderr}");
     // promtool exits 0 on lint warnings only with --lint=none; the default lints print problems.
-    assert!(stdout.trim().is_empty() && stderr.trim().is_empty(), "promtool:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "promtool:\n{stdout}\n{stderr}"
+    );
 }
 
-/// Metric names used in PromQL `expr`s: identifiers that are not functions, keywords, label
-/// names or durations.
+/// Metric names used in a PromQL expression: identifiers that are not function calls,
+/// keywords, label matchers, grouping labels (`by (..)`), durations or numbers.
 fn promql_metric_names(expr: &str) -> BTreeSet<String> {
-    const NOT_METRICS: &[&str] = &[
-        "sum", "rate", "irate", "increase", "histogram_quantile", "by", "without", "on",
-        "ignoring", "avg", "max", "min", "clamp_min", "clamp_max", "and", "or", "unless",
-        "offset", "le", "time", "topk", "count", "label_replace",
+    const KEYWORDS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "bool",
+        "inf",
+        "nan",
     ];
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let bytes = expr.as_bytes();
     let mut names = BTreeSet::new();
-    let mut chars = expr.char_indices().peekable();
-    let mut depth_braces = 0usize;
-    let mut in_string = false;
-    while let Some((i, c)) = chars.next() {
+    let mut i = 0;
+    let mut skip_next_parens = false;
+    let skip_until = |i: usize, close: u8| -> usize {
+        let mut j = i;
+        let mut in_string = false;
+        while j < bytes.len() {
+            match bytes[j] {
+                b'"' => in_string = !in_string,
+                c if c == close && !in_string => return j + 1,
+                _ => {}
+            }
+            j += 1;
+        }
+        j
+    };
+    while i < bytes.len() {
+        let c = bytes[i];
         match c {
-            '"' => in_string = !in_string,
-            _ if in_string => {}
-            '{' => depth_braces += 1,
-            '}' => depth_braces = depth_braces.saturating_sub(1),
-            '[' => {
-                // Skip range durations like [5m].
-                for (_, c) in chars.by_ref() {
-                    if c == ']' {
-                        break;
+            // Label matchers and range/subquery durations.
+            b'{' => i = skip_until(i, b'}'),
+            b'[' => i = skip_until(i, b']'),
+            b'"' => i = skip_until(i + 1, b'"'),
+            b'(' if skip_next_parens => {
+                skip_next_parens = false;
+                i = skip_until(i, b')');
+            }
+            b'0'..=b'9' | b'.' => {
+                // A number, exponent included (1e-9).
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'0'..=b'9' | b'.' | b'e' | b'E' => i += 1,
+                        b'+' | b'-' if matches!(bytes[i - 1], b'e' | b'E') => i += 1,
+                        _ => break,
                     }
                 }
             }
-            c if c.is_ascii_alphabetic() || c == '_' => {
-                let mut end = i + c.len_utf8();
-                while let Some(&(j, d)) = chars.peek() {
-                    if d.is_ascii_alphanumeric() || d == '_' || d == ':' {
-                        end = j + d.len_utf8();
-                        chars.next();
-                    } else {
-                        break;
-                    }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':')
+                {
+                    i += 1;
                 }
-                let word = &expr[i..end];
-                let rest = expr[end..].trim_start();
-                let is_call = rest.starts_with('(');
-                let after_by = expr[..i].trim_end().ends_with('(')
-                    && expr[..i].trim_end().trim_end_matches('(').trim_end().ends_with("by");
-                if depth_braces == 0 && !is_call && !after_by && !NOT_METRICS.contains(&word) {
+                let word = &expr[start..i];
+                // A function call, or an aggregation followed by its grouping (`sum by (le) (..)`).
+                let rest = expr[i..].trim_start();
+                let is_call = rest.starts_with('(')
+                    || ["by", "without"].iter().any(|kw| {
+                        rest.strip_prefix(kw)
+                            .is_some_and(|r| r.trim_start().starts_with('('))
+                    });
+                if GROUPING.contains(&word) {
+                    skip_next_parens = true;
+                } else if !is_call && !KEYWORDS.contains(&word) {
                     names.insert(word.to_owned());
                 }
             }
-            _ => {}
+            _ => i += 1,
         }
     }
     names
@@ -218,7 +303,10 @@ fn promql_metric_names(expr: &str) -> BTreeSet<String> {
 
 #[test]
 fn grafana_dashboard_only_queries_exported_metrics() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/grafana-dashboard.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana-dashboard.json"
+    );
     let json = std::fs::read_to_string(path).expect("docs/grafana-dashboard.json");
     let dashboard: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     let mut exprs = Vec::new();
@@ -241,7 +329,10 @@ fn grafana_dashboard_only_queries_exported_metrics() {
         used.extend(names);
     }
     let unknown: Vec<_> = used.difference(&exported).collect();
-    assert!(unknown.is_empty(), "dashboard queries unexported metrics: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "dashboard queries unexported metrics: {unknown:?}"
+    );
 }
 
 fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
@@ -264,11 +355,18 @@ fn promql_extraction_skips_functions_labels_and_ranges() {
     let names = promql_metric_names(
         r#"histogram_quantile(0.99, sum by (le) (rate(kwik_rtt_seconds_bucket{job="kwik"}[5m])))"#,
     );
-    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["kwik_rtt_seconds_bucket"]);
-    let names = promql_metric_names(
-        "sum(rate(kwik_cache_hits_total[1m])) / clamp_min(sum(rate(kwik_cache_misses_total[1m])), 1)",
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["kwik_rtt_seconds_bucket"]
     );
-    assert_eq!(names.len(), 2);
+    let names = promql_metric_names(
+        "sum by (direction, type) (rate(kwik_cache_hits_total[1m])) \
+         / clamp_min(sum without (a) (rate(kwik_cache_misses_total[1m])), 1e-9)",
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["kwik_cache_hits_total", "kwik_cache_misses_total"]
+    );
 }
 
 #[test]
@@ -276,6 +374,10 @@ fn every_family_is_documented() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
     let doc = std::fs::read_to_string(path).expect("docs/metrics.md");
     for family in FAMILIES {
-        assert!(doc.contains(&format!("`{}`", family.name)), "{} not in docs/metrics.md", family.name);
+        assert!(
+            doc.contains(&format!("`{}`", family.name)),
+            "{} not in docs/metrics.md",
+            family.name
+        );
     }
 }

@@ -7,7 +7,12 @@ use kwik_metrics::{Metrics, MetricsServer, StartError};
 async fn start() -> MetricsServer {
     MetricsServer::builder()
         .addr("127.0.0.1:0".parse().expect("addr"))
-        .start(Metrics::builder().process_metrics(false).build().expect("builds"))
+        .start(
+            Metrics::builder()
+                .process_metrics(false)
+                .build()
+                .expect("builds"),
+        )
         .await
         .expect("server starts")
 }
@@ -57,23 +62,38 @@ async fn shutdown_waits_for_an_open_idle_connection_to_close() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = start().await;
     // A keep-alive client that made one request and stays connected.
-    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
     let mut buf = [0u8; 256];
     let n = stream.read(&mut buf).await.expect("read");
-    assert!(std::str::from_utf8(&buf[..n]).expect("ascii").starts_with("HTTP/1.1 200"));
+    assert!(
+        std::str::from_utf8(&buf[..n])
+            .expect("ascii")
+            .starts_with("HTTP/1.1 200")
+    );
     // Graceful shutdown closes the idle keep-alive connection instead of waiting on it.
-    server.shutdown().await.expect("idle connections close gracefully");
+    server
+        .shutdown()
+        .await
+        .expect("idle connections close gracefully");
     let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).await.expect("server closed the connection");
+    stream
+        .read_to_end(&mut rest)
+        .await
+        .expect("server closed the connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_metrics_follow_the_serving_runtime() {
-    let metrics = Metrics::builder().process_metrics(false).build().expect("builds");
+    let metrics = Metrics::builder()
+        .process_metrics(false)
+        .build()
+        .expect("builds");
     let server = MetricsServer::builder()
         .addr("127.0.0.1:0".parse().expect("addr"))
         .start(metrics)
@@ -82,6 +102,9 @@ async fn runtime_metrics_follow_the_serving_runtime() {
     let text = common::get(server.local_addr(), "/metrics").await.text();
     assert!(text.contains("kwik_runtime_workers 2\n"), "{text}");
     assert!(text.contains("kwik_runtime_alive_tasks "));
-    assert!(!text.contains("process_threads"), "process metrics were disabled");
+    assert!(
+        !text.contains("process_threads"),
+        "process metrics were disabled"
+    );
     server.shutdown().await.expect("clean shutdown");
 }

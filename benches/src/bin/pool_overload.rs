@@ -39,7 +39,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--jobs" => args.jobs = value.parse().context("--jobs")?,
             "--workers" => args.workers = value.parse().context("--workers")?,
             "--queue-capacity" => {
-                args.queue_capacity = value.parse().context("--queue-capacity")?
+                args.queue_capacity = value.parse().context("--queue-capacity")?;
             }
             "--child" => {
                 args.child = Some(

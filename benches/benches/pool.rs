@@ -22,7 +22,7 @@ fn pool_dispatch(c: &mut Criterion) {
     for strategy in Strategy::ALL {
         let dispatcher = Dispatcher::new(strategy, &runtime, workers, QUEUE_CAPACITY);
         group.bench_function(strategy.name(), |b| {
-            b.iter(|| dispatcher.run(&runtime, JOBS))
+            b.iter(|| dispatcher.run(&runtime, JOBS));
         });
     }
     group.finish();

@@ -32,9 +32,13 @@
 #![warn(missing_docs)]
 
 mod error;
+mod local;
+mod object;
 mod pool;
 mod stats;
+mod tally;
 
 pub use crate::error::BuildError;
+pub use crate::object::{ObjectPool, ObjectPoolBuilder, ObjectStats, Pooled};
 pub use crate::pool::{BufferPool, Builder, MAX_BUFFER_SIZE, PooledBuf};
 pub use crate::stats::Stats;

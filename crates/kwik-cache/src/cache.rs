@@ -312,6 +312,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// ```
     /// let cache = kwik_cache::Cache::builder()
     ///     .max_weight(100)
+    ///     .shards(1) // the whole budget in one shard: entries up to 100 fit
     ///     .weigher(|_k: &u8, v: &Vec<u8>| v.len() as u32)
     ///     .build()
     ///     .unwrap();

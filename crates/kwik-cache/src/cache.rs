@@ -403,7 +403,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// once per key: the other callers wait for its result.
     ///
     /// The value is cached (with the cache's TTL) unless it is too heavy, in which case it is
-    /// still returned to every caller.
+    /// still returned to every caller. No lock is held while `init` runs, so it may use the
+    /// cache, but it must not load the same key (it would wait for itself).
     ///
     /// # Examples
     ///

@@ -164,8 +164,8 @@ impl<K, V> CacheBuilder<K, V> {
     /// A callback told of every eviction (expiration, capacity, weight), not of explicit
     /// `remove`, replacement or `clear`. Default: none.
     ///
-    /// It runs while the shard's write lock is held: it must be quick and must not call back
-    /// into the cache.
+    /// It runs while the shard's lock is held: it must be quick and must not call back into the
+    /// cache.
     ///
     /// # Examples
     ///

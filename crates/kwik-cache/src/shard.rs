@@ -135,7 +135,7 @@ pub(crate) enum Inserted<K, V> {
 }
 
 /// `repr(C)` keeps the fields a hit touches (table, slab pointers, list ends, hit/miss counters)
-/// together right after the lock word, on the first two cache lines of the shard.
+/// together right after the mutex word, on the first two cache lines of the shard.
 #[repr(C)]
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,

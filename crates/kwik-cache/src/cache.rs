@@ -9,15 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foldhash::fast::RandomState;
-use std::sync::atomic::Ordering;
-
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 
 use crate::builder::CacheBuilder;
 use crate::clock::{Clock, NEVER, deadline, tick};
 use crate::error::InsertError;
 use crate::flight::{Flight, Lead, Outcome, SharedError};
-use crate::shard::{Inserted, Listener, Now, Shard, Shared};
+use crate::shard::{Inserted, Listener, Now, Shard};
 use crate::stats::Stats;
 
 /// Entries examined per shard by one [`Cache::run_pending_tasks`] call: enough to keep up with
@@ -31,7 +29,7 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 #[repr(align(128))]
 struct Padded<T>(T);
 
-type LockedShard<K, V> = Padded<RwLock<Shard<K, V>>>;
+type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
 
 /// A concurrent cache with exact LRU eviction per shard, TTLs, weights and single-flight loading.
 ///
@@ -111,7 +109,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
         let shards: Box<[_]> = limits
             .into_iter()
             .map(|(capacity, weight)| {
-                Padded(RwLock::new(Shard::new(
+                Padded(Mutex::new(Shard::new(
                     capacity,
                     weight,
                     hasher.clone(),
@@ -133,7 +131,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
         self.hasher.hash_one(key)
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<Shard<K, V>> {
+    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
         // The hash table uses the low bits (bucket) and the top 7 (tag): pick the shard from the
         // middle so the three are independent.
         &self.shards[(hash >> 32) as usize & self.shard_mask].0
@@ -157,19 +155,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     {
         let hash = self.hash(key);
         let mut now = Now::lazy(&*self.clock);
-        let shard = self.shard(hash);
-        {
-            let read = shard.read();
-            match read.get_shared(hash, key, &mut now) {
-                Shared::Hit(value) => return Some(value.clone()),
-                Shared::Miss => {
-                    read.misses.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                Shared::Exclusive => {}
-            }
-        }
-        shard.write().get(hash, key, &mut now).cloned()
+        self.shard(hash).lock().get(hash, key, &mut now).cloned()
     }
 
     /// Whether a live entry exists for `key`. Unlike [`get`](Self::get), it changes neither the
@@ -190,7 +176,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     {
         let hash = self.hash(key);
         let mut now = Now::lazy(&*self.clock);
-        self.shard(hash).read().contains(hash, key, &mut now)
+        self.shard(hash).lock().contains(hash, key, &mut now)
     }
 
     /// Inserts or replaces the value for `key`, with the cache's TTL if one is set. The entry
@@ -262,7 +248,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
             }
             None => (NEVER, Now::lazy(clock)),
         };
-        let mut shard = self.shard(hash).write();
+        let mut shard = self.shard(hash).lock();
         match shard.insert(hash, key, value, weight, expires, &mut now) {
             Inserted::New | Inserted::Updated => Ok(()),
             Inserted::TooHeavy(key, value) => Err(InsertError::TooHeavy {
@@ -291,7 +277,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     {
         let hash = self.hash(key);
         let mut now = Now::lazy(&*self.clock);
-        self.shard(hash).write().remove(hash, key, &mut now)
+        self.shard(hash).lock().remove(hash, key, &mut now)
     }
 
     /// Number of entries stored, including expired ones not yet reclaimed.
@@ -304,7 +290,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// assert_eq!(cache.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read().len()).sum()
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
     }
 
     /// Whether the cache holds no entry.
@@ -316,7 +302,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// assert!(cache.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.0.read().len() == 0)
+        self.shards.iter().all(|s| s.0.lock().len() == 0)
     }
 
     /// Total weight stored (entries weigh 1 each without a weigher).
@@ -334,7 +320,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// assert_eq!(cache.weight(), 30);
     /// ```
     pub fn weight(&self) -> u64 {
-        self.shards.iter().map(|s| s.0.read().weight()).sum()
+        self.shards.iter().map(|s| s.0.lock().weight()).sum()
     }
 
     /// Removes every entry. Statistics and loads in progress are kept.
@@ -349,7 +335,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// ```
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            shard.0.write().clear();
+            shard.0.lock().clear();
         }
     }
 
@@ -385,7 +371,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
             .iter()
             .map(|s| {
                 let mut now = Now::at(&*self.clock, now);
-                s.0.write().sweep(SWEEP_BUDGET_PER_SHARD, &mut now)
+                s.0.lock().sweep(SWEEP_BUDGET_PER_SHARD, &mut now)
             })
             .sum()
     }
@@ -404,10 +390,8 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::default();
         for shard in self.shards.iter() {
-            let shard = shard.0.read();
-            let hits = shard.hits.load(Ordering::Relaxed);
-            let misses = shard.misses.load(Ordering::Relaxed);
-            stats.add_shard((hits, misses), &shard.counters, shard.len(), shard.weight());
+            let shard = shard.0.lock();
+            stats.add_shard(&shard.counters, shard.len(), shard.weight());
         }
         stats
     }
@@ -548,14 +532,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// Looks `key` up and, on a miss, joins the load in progress or registers a new one, all
     /// under one shard lock.
     fn join(&self, hash: u64, key: &K) -> Join<V> {
-        let shard = self.shard(hash);
-        let mut now = Now::lazy(&*self.clock);
-        // Hits take the read path; a miss is counted once, below, under the write lock.
-        if let Shared::Hit(value) = shard.read().get_shared(hash, key, &mut now) {
-            return Join::Hit(value.clone());
-        }
-        let mut shard = shard.write();
-        if let Some(value) = shard.get(hash, key, &mut now) {
+        let mut shard = self.shard(hash).lock();
+        if let Some(value) = shard.get(hash, key, &mut Now::lazy(&*self.clock)) {
             return Join::Hit(value.clone());
         }
         if let Some((_, flight)) = shard.flights.find(hash, |(k, _)| k == key) {
@@ -573,7 +551,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
 
     fn lead(&self, hash: u64, flight: Arc<Flight<V>>) -> Lead<V, impl FnMut(&Arc<Flight<V>>) + '_> {
         Lead::new(flight, move |flight| {
-            self.shard(hash).write().unregister_flight(hash, flight);
+            self.shard(hash).lock().unregister_flight(hash, flight);
         })
     }
 
@@ -601,7 +579,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
                     None => (NEVER, Now::lazy(clock)),
                 };
                 {
-                    let mut shard = self.shard(hash).write();
+                    let mut shard = self.shard(hash).lock();
                     shard.unregister_flight(hash, lead.flight());
                     // Too heavy to cache: the callers still get the value.
                     let _ = shard.insert(hash, key, value.clone(), weight, expires, &mut now);

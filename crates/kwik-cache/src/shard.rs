@@ -8,18 +8,12 @@
 //!   whole entries;
 //! - `table` maps a key's hash to its slab position: 4 bytes + 1 control byte per bucket.
 //!
-//! The shard lives behind the cache's per-shard `RwLock`. A hit only needs the read lock: it
-//! records the entry's slab index in a small per-shard read buffer instead of relinking the list,
-//! so two threads hitting the same shard do not exclude each other. Every operation that takes
-//! the write lock first replays the buffer, in order, into the list (`drain_reads`), so the list
-//! is always in exact LRU order before anything is inserted, evicted or removed. When the buffer
-//! is full, the hit takes the write lock itself. Indices in the buffer stay valid because entries
-//! only move (`swap_remove`) under the write lock, after the replay.
+//! The shard is plain data behind the cache's per-shard mutex; its counters are plain integers
+//! updated under that lock, so the hit path does no atomic read-modify-write of its own.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
@@ -70,14 +64,13 @@ struct Link {
     next: u32,
 }
 
-/// Accesses recorded under the read lock before the write lock replays them: enough to
-/// amortise a write-lock acquisition over many hits, small enough (1 KiB) to replay quickly.
-const READ_BUFFER: usize = 256;
-
-/// Event counters of one shard changed under the write lock, summed into
-/// [`Stats`](crate::Stats) on demand (hits and misses are atomics in the shard).
+/// Event counters of one shard, summed into [`Stats`](crate::Stats) on demand. Hits and misses
+/// first: they are the ones the hit path writes.
 #[derive(Debug, Default, Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Counters {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
     pub(crate) inserts: u64,
     pub(crate) updates: u64,
     pub(crate) evicted_capacity: u64,
@@ -114,16 +107,6 @@ impl<'a> Now<'a> {
     }
 }
 
-/// What a read-locked lookup found.
-pub(crate) enum Shared<T> {
-    /// A live entry; its access is recorded.
-    Hit(T),
-    /// No entry (not counted yet).
-    Miss,
-    /// Retry under the write lock.
-    Exclusive,
-}
-
 /// What [`Shard::insert`] did.
 pub(crate) enum Inserted<K, V> {
     /// A new entry.
@@ -145,12 +128,6 @@ pub(crate) struct Shard<K, V> {
     head: u32,
     /// Least recently used: the next victim.
     tail: u32,
-    /// Slots claimed in `reads` since the last replay (may run past its length when full).
-    read_len: AtomicUsize,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    /// Slab indices of hits recorded under the read lock, oldest first.
-    reads: Box<[AtomicU32]>,
     pub(crate) counters: Counters,
     capacity: usize,
     max_weight: u64,
@@ -183,10 +160,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             hasher,
             listener,
             flights: HashTable::new(),
-            read_len: AtomicUsize::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            reads: (0..READ_BUFFER).map(|_| AtomicU32::new(NIL)).collect(),
             counters: Counters::default(),
         }
     }
@@ -225,64 +198,25 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             .copied()
     }
 
-    /// Looks `key` up under the read lock. A live entry is a hit (counted, and its access
-    /// recorded for replay); an absent key is a miss, *not* counted (the caller decides).
-    /// `Exclusive` means the write lock is needed: the entry expired or the read buffer is full.
-    pub(crate) fn get_shared<Q>(&self, hash: u64, key: &Q, now: &mut Now<'_>) -> Shared<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let Some(idx) = self.find(hash, key) else {
-            return Shared::Miss;
-        };
-        let entry = &self.entries[idx as usize];
-        if now.expired(entry.expires) {
-            return Shared::Exclusive;
-        }
-        // The head needs no move, unless earlier recorded hits will be replayed before it.
-        if self.head != idx || self.read_len.load(Ordering::Relaxed) != 0 {
-            let slot = self.read_len.fetch_add(1, Ordering::Relaxed);
-            let Some(cell) = self.reads.get(slot) else {
-                return Shared::Exclusive;
-            };
-            // Relaxed is enough: the replay runs under the write lock, whose acquisition
-            // happens after this reader's read-lock release.
-            cell.store(idx, Ordering::Relaxed);
-        }
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Shared::Hit(&entry.value)
-    }
-
-    /// Looks `key` up under the write lock, counting a hit or a miss; a hit becomes the most
-    /// recently used entry. An expired entry is removed and reported as a miss.
+    /// Looks `key` up, counting a hit or a miss; a hit becomes the most recently used entry.
+    /// An expired entry is removed and reported as a miss.
     pub(crate) fn get<Q>(&mut self, hash: u64, key: &Q, now: &mut Now<'_>) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.drain_reads();
         let Some(idx) = self.find(hash, key) else {
-            *self.misses.get_mut() += 1;
+            self.counters.misses += 1;
             return None;
         };
         if now.expired(self.entries[idx as usize].expires) {
             self.evict(idx, EvictionCause::Expired);
-            *self.misses.get_mut() += 1;
+            self.counters.misses += 1;
             return None;
         }
-        *self.hits.get_mut() += 1;
+        self.counters.hits += 1;
         self.move_to_front(idx);
         Some(&self.entries[idx as usize].value)
-    }
-
-    /// Replays the hits recorded under the read lock into the list, oldest first.
-    fn drain_reads(&mut self) {
-        let recorded = std::mem::take(self.read_len.get_mut()).min(self.reads.len());
-        for i in 0..recorded {
-            let idx = *self.reads[i].get_mut();
-            self.move_to_front(idx);
-        }
     }
 
     /// Whether a live entry for `key` exists; touches neither recency nor counters.
@@ -309,7 +243,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         if u64::from(weight) > self.max_weight {
             return Inserted::TooHeavy(key, value);
         }
-        self.drain_reads();
         if let Some(idx) = self.find(hash, &key) {
             let entry = &mut self.entries[idx as usize];
             let old_weight = entry.weight;
@@ -370,7 +303,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.drain_reads();
         let idx = self.find(hash, key)?;
         if now.expired(self.entries[idx as usize].expires) {
             self.evict(idx, EvictionCause::Expired);
@@ -381,7 +313,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Drops every entry; counters and loads in progress are kept.
     pub(crate) fn clear(&mut self) {
-        *self.read_len.get_mut() = 0;
         self.table.clear();
         self.entries.clear();
         self.links.clear();
@@ -396,7 +327,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// and the next one starts from the beginning, so a sweep started at the beginning with a
     /// budget of at least `len()` visits every entry.
     pub(crate) fn sweep(&mut self, budget: usize, now: &mut Now<'_>) -> usize {
-        self.drain_reads();
         let mut reclaimed = 0;
         let mut i = self.sweep_cursor;
         for _ in 0..budget {
@@ -418,8 +348,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Keys from most to least recently used (test helper for the model test).
     #[cfg(test)]
-    pub(crate) fn keys_by_recency(&mut self) -> Vec<&K> {
-        self.drain_reads();
+    pub(crate) fn keys_by_recency(&self) -> Vec<&K> {
         let mut keys = Vec::with_capacity(self.entries.len());
         let mut i = self.head;
         while i != NIL {
@@ -584,43 +513,6 @@ mod tests {
         put(&mut s, &clock, 8, 1); // evicts 0, the least recently used
         assert_eq!(s.keys_by_recency(), [&8, &7, &3, &2]);
         assert_eq!(s.counters.evicted_capacity, 1);
-    }
-
-    #[test]
-    fn hits_recorded_under_the_read_lock_replay_in_exact_order() {
-        let clock = MockClock::new();
-        let mut s = shard(8, u64::MAX);
-        for k in 0..8 {
-            put(&mut s, &clock, k, 1);
-        }
-        // A reference recency list, most recent first.
-        let mut model: Vec<u32> = (0..8).rev().collect();
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let mut exclusive = 0;
-        // More hits than the read buffer holds, so the full-buffer path runs too.
-        for _ in 0..3 * READ_BUFFER {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let k = (rng % 8) as u32;
-            let h = s.hasher.hash_one(k);
-            let shared = match s.get_shared(h, &k, &mut Now::lazy(&clock)) {
-                Shared::Hit(v) => Some(*v),
-                Shared::Miss => None,
-                Shared::Exclusive => {
-                    exclusive += 1;
-                    s.get(h, &k, &mut Now::lazy(&clock)).copied()
-                }
-            };
-            assert_eq!(shared, Some(k * 10));
-            model.retain(|&m| m != k);
-            model.insert(0, k);
-        }
-        assert!(exclusive > 0, "the buffer never filled");
-        assert_eq!(s.keys_by_recency(), model.iter().collect::<Vec<_>>());
-        // The next eviction takes the true least recently used key.
-        put(&mut s, &clock, 100, 1);
-        assert!(!s.keys_by_recency().contains(&model.last().unwrap()));
     }
 
     #[test]

@@ -84,15 +84,9 @@ impl Stats {
         self.evictions_by_capacity + self.evictions_by_weight
     }
 
-    pub(crate) fn add_shard(
-        &mut self,
-        (hits, misses): (u64, u64),
-        c: &Counters,
-        entries: usize,
-        weight: u64,
-    ) {
-        self.hits += hits;
-        self.misses += misses;
+    pub(crate) fn add_shard(&mut self, c: &Counters, entries: usize, weight: u64) {
+        self.hits += c.hits;
+        self.misses += c.misses;
         self.inserts += c.inserts;
         self.updates += c.updates;
         self.evictions_by_capacity += c.evicted_capacity;

@@ -662,3 +662,30 @@ fn building_outside_a_runtime_is_an_error() {
         BuildError::NoRuntime
     );
 }
+
+#[test]
+fn a_timeout_on_a_runtime_without_timers_fails_the_job_not_the_worker() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = WorkerPool::builder()
+            .workers(1)
+            .job_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let timed = pool.submit(0_u64, async { 1 }).await.unwrap();
+        assert_eq!(timed.await, Err(JobError::NoTimer));
+        let untimed = Sleeper {
+            id: 2,
+            sleep: Duration::ZERO,
+            timeout: None,
+        };
+        // The worker survived; a job without its own timeout still uses the pool's.
+        assert_eq!(
+            pool.submit_job(0_u64, untimed).await.unwrap().await,
+            Err(JobError::NoTimer)
+        );
+        assert_eq!(pool.stats().timed_out, 2);
+    });
+}

@@ -365,7 +365,7 @@ impl Job for Sleeper {
     }
     async fn execute(self) -> Result<u64, String> {
         tokio::time::sleep(self.sleep).await;
-        if self.id % 2 == 0 {
+        if self.id.is_multiple_of(2) {
             Ok(self.id)
         } else {
             Err(format!("job {} failed", self.id))

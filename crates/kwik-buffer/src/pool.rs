@@ -1,0 +1,1122 @@
+//! The buffer pool: small per-thread caches in front of a shared, bounded free list.
+//!
+//! # How a buffer travels
+//!
+//! Every buffer is a [`BytesMut`] over *shared* storage (bytes' reference-counted kind): the pool
+//! promotes it once, when it is first allocated. That lets [`PooledBuf::freeze`] hand out a
+//! [`Bytes`] view of the written bytes while the pool keeps its own handle on the same storage,
+//! with no allocation. A handle is reusable when [`BytesMut::try_reclaim`] succeeds on it, which
+//! bytes allows only when no other `BytesMut` or `Bytes` can still see any byte of the storage
+//! (an atomic reference-count check with acquire ordering, so the last reader's accesses happen
+//! before the next writer's).
+//!
+//! A returned buffer is cleared (its length set to zero) but never zeroed: the bytes from its
+//! previous use stay in memory. That is safe because `BytesMut` never exposes bytes past its
+//! length; a reader sees only what the new owner writes.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::mem;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use bytes::buf::UninitSlice;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::local::{self, Table, ThreadCache};
+use crate::tally::{Budget, Event, Tallies, ThreadTally};
+use crate::{BuildError, Stats};
+
+/// The largest `buffer_size` a pool accepts (1 GiB): far above any packet or read size, and low
+/// enough that an allocation request can never overflow.
+pub const MAX_BUFFER_SIZE: usize = 1 << 30;
+
+/// 64 KiB: the transport's read size (one QUIC stream read fills at most this much).
+const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+/// 1024 buffers of 64 KiB bound the pool's retention at 64 MiB by default.
+const DEFAULT_MAX_POOLED: usize = 1024;
+/// Enough for a reader thread to recycle a burst of packets without touching the shared lock.
+const DEFAULT_THREAD_CACHE: usize = 32;
+/// How many frozen handles a `get` inspects before allocating. Bounds the work done under the
+/// lock when the application keeps many frozen `Bytes` alive for a long time.
+const FROZEN_PROBES: usize = 4;
+
+/// A pool of fixed-size byte buffers that hands out [`PooledBuf`]s and takes them back on drop.
+///
+/// After warm-up, taking a buffer, writing into it, freezing it into [`Bytes`], cloning and
+/// dropping those allocates nothing. Retention is bounded by `max_pooled` over the whole pool;
+/// each thread keeps up to `thread_cache` buffers of it locally so that the common case takes
+/// no lock. A buffer returned to a full pool is freed (and counted in [`Stats::dropped`]); a
+/// buffer whose capacity changed (it grew past `buffer_size`) is freed too
+/// ([`Stats::oversized`]).
+///
+/// `BufferPool` is a cheap handle: clones share one pool, and it is `Send + Sync`.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BufMut;
+/// use kwik_buffer::BufferPool;
+///
+/// let pool = BufferPool::builder().buffer_size(2048).max_pooled(64).build()?;
+/// let mut buf = pool.get();
+/// assert!(buf.is_empty() && buf.capacity() >= 2048);
+/// buf.put_slice(b"datagram");
+/// let packet = buf.freeze(); // no copy; the storage goes back to the pool later
+/// assert_eq!(&packet[..], b"datagram");
+/// # Ok::<(), kwik_buffer::BuildError>(())
+/// ```
+#[derive(Clone)]
+pub struct BufferPool {
+    inner: Arc<Inner>,
+}
+
+impl BufferPool {
+    /// Starts building a pool with the defaults: 64 KiB buffers, at most 1024 retained, 32 per
+    /// thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().build()?;
+    /// assert_eq!(pool.buffer_size(), 64 * 1024);
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Takes a buffer: empty (`len() == 0`), with a capacity of at least
+    /// [`buffer_size`](Self::buffer_size). It comes from this thread's cache, else the shared
+    /// free list, else a fresh allocation (a [miss](Stats::misses)). Its previous contents are not
+    /// zeroed, but they cannot be read: the buffer is empty.
+    ///
+    /// Dropping the [`PooledBuf`] gives it back; [`PooledBuf::freeze`] turns it into [`Bytes`]
+    /// whose storage comes back when the last clone is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().buffer_size(1500).build()?;
+    /// drop(pool.get()); // a miss: allocates, then returns to the pool
+    /// let buf = pool.get(); // a hit: the same storage again
+    /// assert_eq!((buf.len(), buf.capacity()), (0, 1500));
+    /// assert_eq!((pool.stats().misses, pool.stats().hits), (1, 1));
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn get(&self) -> PooledBuf {
+        let mut buf = BytesMut::new();
+        self.inner.take(&mut buf);
+        PooledBuf {
+            buf,
+            pool: Some(Arc::clone(&self.inner)),
+        }
+    }
+
+    /// Reads the pool's counters. See [`Stats`] for what each one means.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().build()?;
+    /// let held = pool.get();
+    /// assert_eq!(pool.stats().outstanding, 1);
+    /// drop(held);
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.outstanding, stats.pooled), (0, 1));
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// The capacity every buffer of this pool is allocated with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().buffer_size(4096).build()?;
+    /// assert_eq!(pool.buffer_size(), 4096);
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn buffer_size(&self) -> usize {
+        self.inner.buffer_size
+    }
+
+    /// The most buffers this pool retains at once, over all threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().max_pooled(8).thread_cache(2).build()?;
+    /// assert_eq!(pool.max_pooled(), 8);
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn max_pooled(&self) -> usize {
+        self.inner.max_pooled
+    }
+
+    /// How many buffers each thread keeps in its own cache (0: no thread cache).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().thread_cache(0).build()?;
+    /// assert_eq!(pool.thread_cache(), 0);
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn thread_cache(&self) -> usize {
+        self.inner.thread_cache
+    }
+}
+
+impl fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("buffer_size", &self.inner.buffer_size)
+            .field("max_pooled", &self.inner.max_pooled)
+            .field("thread_cache", &self.inner.thread_cache)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Configures and builds a [`BufferPool`]; see [`BufferPool::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    buffer_size: usize,
+    max_pooled: usize,
+    thread_cache: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            max_pooled: DEFAULT_MAX_POOLED,
+            thread_cache: DEFAULT_THREAD_CACHE,
+        }
+    }
+}
+
+impl Builder {
+    /// Capacity of every buffer, in bytes. Default: 65536 (64 KiB). Must be in
+    /// `1..=`[`MAX_BUFFER_SIZE`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().buffer_size(16 * 1024).build()?;
+    /// assert!(pool.get().capacity() >= 16 * 1024);
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        self.buffer_size = bytes;
+        self
+    }
+
+    /// The most buffers the pool retains at once, summed over the shared free list and every
+    /// thread cache; a buffer returned beyond it is freed. Default: 1024. Must be at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().max_pooled(1).thread_cache(1).build()?;
+    /// let (a, b) = (pool.get(), pool.get());
+    /// drop((a, b)); // only one fits
+    /// assert_eq!((pool.stats().pooled, pool.stats().dropped), (1, 1));
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn max_pooled(mut self, buffers: usize) -> Self {
+        self.max_pooled = buffers;
+        self
+    }
+
+    /// How many buffers each thread keeps in a lock-free local cache before spilling to the
+    /// shared list. Default: 32. `0` disables the thread caches; it must not exceed
+    /// `max_pooled`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_buffer::{BufferPool, BuildError};
+    ///
+    /// let err = BufferPool::builder().max_pooled(4).thread_cache(8).build().unwrap_err();
+    /// assert!(matches!(err, BuildError::ThreadCacheTooLarge { .. }));
+    /// ```
+    pub fn thread_cache(mut self, buffers: usize) -> Self {
+        self.thread_cache = buffers;
+        self
+    }
+
+    /// Validates the settings and creates the pool. No buffer is allocated yet.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::ZeroBufferSize`], [`BuildError::BufferSizeTooLarge`],
+    /// [`BuildError::ZeroMaxPooled`] or [`BuildError::ThreadCacheTooLarge`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_buffer::{BufferPool, BuildError};
+    ///
+    /// assert_eq!(BufferPool::builder().buffer_size(0).build().unwrap_err(), BuildError::ZeroBufferSize);
+    /// ```
+    pub fn build(self) -> Result<BufferPool, BuildError> {
+        if self.buffer_size == 0 {
+            return Err(BuildError::ZeroBufferSize);
+        }
+        if self.buffer_size > MAX_BUFFER_SIZE {
+            return Err(BuildError::BufferSizeTooLarge {
+                size: self.buffer_size,
+                max: MAX_BUFFER_SIZE,
+            });
+        }
+        if self.max_pooled == 0 {
+            return Err(BuildError::ZeroMaxPooled);
+        }
+        if self.thread_cache > self.max_pooled {
+            return Err(BuildError::ThreadCacheTooLarge {
+                thread_cache: self.thread_cache,
+                max_pooled: self.max_pooled,
+            });
+        }
+        Ok(BufferPool {
+            inner: Arc::new(Inner {
+                id: local::next_id(),
+                buffer_size: self.buffer_size,
+                max_pooled: self.max_pooled,
+                thread_cache: self.thread_cache,
+                budget: Budget::new(self.max_pooled),
+                tallies: Tallies::default(),
+                shared: Mutex::new(FreeList {
+                    ready: Vec::new(),
+                    frozen: VecDeque::new(),
+                }),
+                shared_len: AtomicUsize::new(0),
+            }),
+        })
+    }
+}
+
+/// A buffer taken from a [`BufferPool`]; derefs to [`BytesMut`] and goes back to the pool when
+/// dropped.
+///
+/// Write with the `BytesMut`/[`BufMut`] methods. Writing past the capacity makes `BytesMut`
+/// grow into a new allocation; such a buffer is freed instead of pooled when it comes back.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BufMut;
+///
+/// let pool = kwik_buffer::BufferPool::builder().buffer_size(64).build()?;
+/// let mut buf = pool.get();
+/// buf.put_u32(7);
+/// buf.extend_from_slice(b"abc");
+/// assert_eq!(&buf[..], &[0, 0, 0, 7, b'a', b'b', b'c']);
+/// # Ok::<(), kwik_buffer::BuildError>(())
+/// ```
+pub struct PooledBuf {
+    buf: BytesMut,
+    /// Taken when the storage goes back (by `freeze` or `Drop`), so it goes back once.
+    pool: Option<Arc<Inner>>,
+}
+
+impl PooledBuf {
+    /// Turns the written bytes into an immutable [`Bytes`] without copying or allocating.
+    ///
+    /// The `Bytes` (and its clones and slices) can travel to other threads freely. The pool keeps
+    /// a handle on the storage and reuses it once the last of them is dropped; if the pool is
+    /// full, or dropped meanwhile, the storage is simply freed by the last `Bytes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = kwik_buffer::BufferPool::builder().buffer_size(1024).build()?;
+    /// let mut buf = pool.get();
+    /// buf.extend_from_slice(b"hello");
+    /// let bytes = buf.freeze();
+    /// let copy = bytes.clone(); // a reference count bump, not a copy
+    /// assert_eq!((&bytes[..], &copy[..]), (&b"hello"[..], &b"hello"[..]));
+    /// drop((bytes, copy)); // the storage is now reusable
+    /// drop(pool.get());
+    /// assert_eq!(pool.stats().hits, 1);
+    /// # Ok::<(), kwik_buffer::BuildError>(())
+    /// ```
+    pub fn freeze(mut self) -> Bytes {
+        if self.buf.is_empty() {
+            // Nothing to share: an empty `Bytes` needs no storage, and the buffer goes back as is.
+            return Bytes::new();
+        }
+        // `split` leaves `self.buf` as an empty handle on the rest of the same storage; the pool
+        // keeps that handle and reclaims the storage once the `Bytes` are gone.
+        let Some(pool) = self.pool.take() else {
+            return self.buf.split().freeze();
+        };
+        let grown = self.buf.capacity() > pool.buffer_size;
+        let bytes = self.buf.split().freeze();
+        if grown {
+            // Writes outgrew the class size: keeping a handle would only hold a slot for storage
+            // the pool will not reuse. The last `Bytes` frees it.
+            pool.put_oversized();
+        } else {
+            pool.put(&mut self.buf, true);
+        }
+        bytes
+    }
+}
+
+impl Deref for PooledBuf {
+    type Target = BytesMut;
+
+    fn deref(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl AsMut<[u8]> for PooledBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+// SAFETY: every method forwards to `BytesMut`'s implementation, which upholds the contract.
+unsafe impl BufMut for PooledBuf {
+    fn remaining_mut(&self) -> usize {
+        self.buf.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller upholds `advance_mut`'s contract for `self`, which is `self.buf`'s.
+        unsafe { self.buf.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        self.buf.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        self.buf.put_slice(src);
+    }
+
+    fn put_bytes(&mut self, val: u8, cnt: usize) {
+        self.buf.put_bytes(val, cnt);
+    }
+}
+
+impl fmt::Debug for PooledBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBuf")
+            .field("len", &self.buf.len())
+            .field("capacity", &self.buf.capacity())
+            .finish()
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.put(&mut self.buf, false);
+        }
+    }
+}
+
+/// The state every handle and every outstanding buffer shares.
+struct Inner {
+    id: u64,
+    buffer_size: usize,
+    max_pooled: usize,
+    thread_cache: usize,
+    /// Slots of `max_pooled`: every retained buffer holds one, in the shared list or as a
+    /// thread cache's credit, so the bound holds under any interleaving.
+    budget: Budget,
+    tallies: Tallies,
+    shared: Mutex<FreeList>,
+    /// Buffers in `shared`, mirrored for [`Stats`] without taking the lock.
+    shared_len: AtomicUsize,
+}
+
+struct FreeList {
+    /// Reclaimed buffers, ready to hand out. LIFO: the most recently used is warmest in cache.
+    ready: Vec<BytesMut>,
+    /// Handles whose storage frozen `Bytes` may still reference. FIFO: the oldest is the most
+    /// likely to have been released.
+    frozen: VecDeque<BytesMut>,
+}
+
+/// One thread's share of a pool.
+struct LocalCache {
+    /// Weak, so that a thread cache never keeps a dropped pool alive.
+    pool: Weak<Inner>,
+    ready: Vec<BytesMut>,
+    frozen: VecDeque<BytesMut>,
+    /// Budget slots this thread holds: one per buffer in `ready` and `frozen`, plus spares that
+    /// let the next returns skip the shared budget.
+    credits: usize,
+    tally: Arc<ThreadTally>,
+}
+
+impl LocalCache {
+    fn held(&self) -> usize {
+        self.ready.len() + self.frozen.len()
+    }
+
+    fn spare(&self) -> usize {
+        self.credits - self.held()
+    }
+}
+
+impl ThreadCache for LocalCache {
+    fn pool_alive(&self) -> bool {
+        self.pool.strong_count() > 0
+    }
+}
+
+thread_local! {
+    static CACHES: Table<LocalCache> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for LocalCache {
+    /// A dying thread hands its buffers to the shared list, where they stay counted, and gives
+    /// back its spare slots and its counts.
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        self.tally.set_cached(0);
+        let spare = self.spare();
+        pool.with_shared(|shared| {
+            shared.ready.append(&mut self.ready);
+            shared.frozen.append(&mut self.frozen);
+        });
+        pool.budget.release(spare);
+        pool.tallies.retire(&self.tally);
+    }
+}
+
+impl Inner {
+    /// Puts a buffer into `out` (an empty `BytesMut::new()`). Written in place rather than
+    /// returned: moving a `BytesMut` out through the thread-local's `Option` wrappers cost more
+    /// than the rest of the hit path.
+    fn take(self: &Arc<Self>, out: &mut BytesMut) {
+        let cached = local::with(
+            &CACHES,
+            self.id,
+            || self.new_cache(),
+            |cache| match cache.ready.pop() {
+                Some(buf) => {
+                    *out = buf;
+                    self.after_hit(cache);
+                }
+                None => *out = self.take_cached_slow(cache),
+            },
+        );
+        if cached.is_none() {
+            *out = self.take_uncached();
+        }
+    }
+
+    #[cold]
+    fn take_cached_slow(&self, cache: &mut LocalCache) -> BytesMut {
+        let found = self
+            .reclaim_local_frozen(cache)
+            .or_else(|| self.refill(cache));
+        match found {
+            Some(buf) => {
+                self.after_hit(cache);
+                buf
+            }
+            None => {
+                cache.tally.add(Event::Miss);
+                self.allocate()
+            }
+        }
+    }
+
+    fn after_hit(&self, cache: &mut LocalCache) {
+        cache.tally.add(Event::Hit);
+        // The buffer's slot is now a spare; keep a few for the next returns, give back the rest.
+        let spare = cache.spare();
+        if spare > self.thread_cache {
+            let give = spare - self.thread_cache / 2;
+            cache.credits -= give;
+            self.budget.release(give);
+        }
+        cache.tally.set_cached(cache.held());
+    }
+
+    /// Looks at this thread's oldest few frozen handles for one whose `Bytes` are all gone.
+    fn reclaim_local_frozen(&self, cache: &mut LocalCache) -> Option<BytesMut> {
+        for _ in 0..FROZEN_PROBES.min(cache.frozen.len()) {
+            let buf = cache.frozen.pop_front()?;
+            match self.reclaim(buf) {
+                Reclaim::Ready(buf) => return Some(buf),
+                Reclaim::InUse(buf) => cache.frozen.push_back(buf),
+                // Its slot stays with this thread as a spare.
+                Reclaim::WrongSize => cache.tally.add(Event::Oversized),
+            }
+        }
+        None
+    }
+
+    /// Moves up to half a thread cache of ready buffers from the shared list into `cache` in one
+    /// lock acquisition and takes one, or else a reclaimed shared frozen handle. The slots of
+    /// the moved buffers become this thread's credits.
+    fn refill(&self, cache: &mut LocalCache) -> Option<BytesMut> {
+        self.with_shared(|shared| {
+            let batch = (self.thread_cache / 2).max(1).min(shared.ready.len());
+            let from = shared.ready.len() - batch;
+            cache.ready.extend(shared.ready.drain(from..));
+            cache.credits += batch;
+            if let Some(buf) = cache.ready.pop() {
+                return Some(buf);
+            }
+            let (buf, wrong_size) = self.reclaim_shared_frozen(shared);
+            cache.credits += wrong_size + usize::from(buf.is_some());
+            for _ in 0..wrong_size {
+                cache.tally.add(Event::Oversized);
+            }
+            buf
+        })
+    }
+
+    /// Takes from the shared list with no thread cache (the thread is exiting). The buffer's
+    /// slot goes back to the budget.
+    fn take_uncached(&self) -> BytesMut {
+        let (found, wrong_size) = self.with_shared(|shared| match shared.ready.pop() {
+            Some(buf) => (Some(buf), 0),
+            None => self.reclaim_shared_frozen(shared),
+        });
+        self.budget.release(wrong_size);
+        for _ in 0..wrong_size {
+            self.tallies.add_shared(Event::Oversized);
+        }
+        match found {
+            Some(buf) => {
+                self.budget.release(1);
+                self.tallies.add_shared(Event::Hit);
+                buf
+            }
+            None => {
+                self.tallies.add_shared(Event::Miss);
+                self.allocate()
+            }
+        }
+    }
+
+    /// Looks at the oldest few shared frozen handles for one whose `Bytes` are all gone. Also
+    /// returns how many it discarded for a wrong size; their slots pass to the caller.
+    fn reclaim_shared_frozen(&self, shared: &mut FreeList) -> (Option<BytesMut>, usize) {
+        let mut wrong_size = 0;
+        for _ in 0..FROZEN_PROBES.min(shared.frozen.len()) {
+            let Some(buf) = shared.frozen.pop_front() else {
+                break;
+            };
+            match self.reclaim(buf) {
+                Reclaim::Ready(buf) => return (Some(buf), wrong_size),
+                Reclaim::InUse(buf) => shared.frozen.push_back(buf),
+                Reclaim::WrongSize => wrong_size += 1,
+            }
+        }
+        (None, wrong_size)
+    }
+
+    /// Tries to make a frozen handle's whole storage usable again.
+    fn reclaim(&self, mut buf: BytesMut) -> Reclaim {
+        if !buf.try_reclaim(self.buffer_size) {
+            Reclaim::InUse(buf)
+        } else if buf.capacity() == self.buffer_size {
+            Reclaim::Ready(buf)
+        } else {
+            // Replaced by its user before `freeze`: not storage of this pool's size.
+            Reclaim::WrongSize
+        }
+    }
+
+    fn allocate(&self) -> BytesMut {
+        let mut buf = BytesMut::with_capacity(self.buffer_size);
+        // Promote the storage to bytes' shared kind now, once in the buffer's life, so that
+        // `freeze` can later split off a `Bytes` without allocating.
+        drop(buf.split());
+        buf
+    }
+
+    /// Takes a buffer back, leaving `buf` empty. `frozen` says it is the handle left by
+    /// [`PooledBuf::freeze`], whose `Bytes` may still be alive; any other handle that cannot be
+    /// reclaimed at once has had parts split off by its user, and is let go (the last part frees
+    /// the storage). The buffer is judged and moved in place: this is the hot path.
+    fn put(self: &Arc<Self>, buf: &mut BytesMut, frozen: bool) {
+        let verdict = self.judge(buf, frozen);
+        let cached = local::with(
+            &CACHES,
+            self.id,
+            || self.new_cache(),
+            |cache| self.put_cached(cache, buf, verdict),
+        );
+        if cached.is_none() {
+            self.put_uncached(buf, verdict);
+        }
+    }
+
+    /// Decides what becomes of a returned buffer. A `Ready` buffer may still have a length: it
+    /// is cleared where it is stored (writing the length here, just before the buffer is moved,
+    /// would stall the move on a store-to-load forward).
+    fn judge(&self, buf: &mut BytesMut, frozen: bool) -> Verdict {
+        if buf.capacity() == self.buffer_size {
+            // The handle spans `buffer_size` bytes from its start: `BytesMut` guarantees no
+            // other handle can see any of them, whatever the reference count says.
+            return Verdict::Ready;
+        }
+        buf.clear();
+        if !buf.try_reclaim(self.buffer_size) {
+            if frozen {
+                Verdict::Frozen
+            } else {
+                Verdict::Detached
+            }
+        } else if buf.capacity() != self.buffer_size {
+            Verdict::Oversized
+        } else {
+            Verdict::Ready
+        }
+    }
+
+    fn put_cached(&self, cache: &mut LocalCache, buf: &mut BytesMut, verdict: Verdict) {
+        cache.tally.add(Event::Return);
+        let ready = match verdict {
+            Verdict::Ready => true,
+            Verdict::Frozen => false,
+            Verdict::Oversized => return cache.tally.add(Event::Oversized),
+            Verdict::Detached => return cache.tally.add(Event::Detached),
+        };
+        if cache.spare() == 0 {
+            let granted = self.budget.reserve((self.thread_cache / 4).max(1));
+            if granted == 0 {
+                return cache.tally.add(Event::Dropped);
+            }
+            cache.credits += granted;
+        }
+        if ready && cache.ready.len() < self.thread_cache {
+            cache.ready.push(mem::take(buf));
+            if let Some(stored) = cache.ready.last_mut() {
+                stored.clear();
+            }
+            cache.tally.set_cached(cache.held());
+        } else {
+            buf.clear();
+            self.put_cached_slow(cache, mem::take(buf), ready);
+        }
+    }
+
+    /// A frozen handle, or a ready buffer that finds this thread's cache full.
+    #[cold]
+    fn put_cached_slow(&self, cache: &mut LocalCache, buf: BytesMut, ready: bool) {
+        let full = if ready {
+            cache.ready.len() >= self.thread_cache
+        } else {
+            cache.frozen.len() >= self.thread_cache
+        };
+        if full {
+            // Move the older half (or, with no thread cache, just this buffer) to the shared list
+            // in one lock acquisition; their slots go with them.
+            let held = if ready {
+                cache.ready.len()
+            } else {
+                cache.frozen.len()
+            };
+            let batch = if self.thread_cache == 0 {
+                0
+            } else {
+                (self.thread_cache / 2).max(1).min(held)
+            };
+            self.with_shared(|shared| {
+                if ready {
+                    shared.ready.extend(cache.ready.drain(..batch));
+                } else {
+                    shared.frozen.extend(cache.frozen.drain(..batch));
+                }
+                if self.thread_cache == 0 {
+                    if ready {
+                        shared.ready.push(buf);
+                    } else {
+                        shared.frozen.push_back(buf);
+                    }
+                    cache.credits -= 1;
+                } else if ready {
+                    cache.ready.push(buf);
+                } else {
+                    cache.frozen.push_back(buf);
+                }
+            });
+            cache.credits -= batch;
+        } else if ready {
+            cache.ready.push(buf);
+        } else {
+            cache.frozen.push_back(buf);
+        }
+        cache.tally.set_cached(cache.held());
+    }
+
+    /// Returns with no thread cache (the thread is exiting): straight to the shared list.
+    #[cold]
+    fn put_uncached(&self, buf: &mut BytesMut, verdict: Verdict) {
+        self.tallies.add_shared(Event::Return);
+        let ready = match verdict {
+            Verdict::Ready => true,
+            Verdict::Frozen => false,
+            Verdict::Oversized => return self.tallies.add_shared(Event::Oversized),
+            Verdict::Detached => return self.tallies.add_shared(Event::Detached),
+        };
+        if self.budget.reserve(1) == 0 {
+            return self.tallies.add_shared(Event::Dropped);
+        }
+        buf.clear();
+        let buf = mem::take(buf);
+        self.with_shared(|shared| {
+            if ready {
+                shared.ready.push(buf);
+            } else {
+                shared.frozen.push_back(buf);
+            }
+        });
+    }
+
+    /// Counts a buffer that comes back too large to be pooled, from `freeze`.
+    fn put_oversized(self: &Arc<Self>) {
+        let counted = local::with(
+            &CACHES,
+            self.id,
+            || self.new_cache(),
+            |cache| {
+                cache.tally.add(Event::Return);
+                cache.tally.add(Event::Oversized);
+            },
+        );
+        if counted.is_none() {
+            self.tallies.add_shared(Event::Return);
+            self.tallies.add_shared(Event::Oversized);
+        }
+    }
+
+    fn new_cache(self: &Arc<Self>) -> LocalCache {
+        LocalCache {
+            pool: Arc::downgrade(self),
+            ready: Vec::with_capacity(self.thread_cache),
+            frozen: VecDeque::with_capacity(self.thread_cache),
+            credits: 0,
+            tally: self.tallies.register(),
+        }
+    }
+
+    /// Runs `f` under the shared list's lock and republishes its length.
+    fn with_shared<R>(&self, f: impl FnOnce(&mut FreeList) -> R) -> R {
+        // The list stays consistent even if a holder panicked: every critical section is a
+        // plain push, pop or move of whole buffers.
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut shared);
+        self.shared_len
+            .store(shared.ready.len() + shared.frozen.len(), Ordering::Relaxed);
+        out
+    }
+
+    fn stats(&self) -> Stats {
+        let totals = self.tallies.read();
+        let hits = totals.get(Event::Hit);
+        let misses = totals.get(Event::Miss);
+        let returns = totals.get(Event::Return);
+        let gets = hits + misses;
+        let pooled = (self.shared_len.load(Ordering::Relaxed) + totals.cached) as u64;
+        Stats {
+            gets,
+            hits,
+            misses,
+            returns,
+            dropped: totals.get(Event::Dropped),
+            oversized: totals.get(Event::Oversized),
+            detached: totals.get(Event::Detached),
+            outstanding: gets.saturating_sub(returns),
+            pooled,
+            pooled_bytes: pooled * self.buffer_size as u64,
+        }
+    }
+}
+
+/// What [`Inner::judge`] decided for a returned buffer.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Reusable now.
+    Ready,
+    /// A frozen handle whose `Bytes` may be alive: keep it and reclaim it later.
+    Frozen,
+    /// Its capacity is not the pool's buffer size: let go.
+    Oversized,
+    /// Parts split off it still reference the storage: let go.
+    Detached,
+}
+
+/// What [`Inner::reclaim`] found.
+enum Reclaim {
+    /// The whole storage is reusable.
+    Ready(BytesMut),
+    /// `Bytes` still reference it: try again later.
+    InUse(BytesMut),
+    /// Not storage of this pool's size: let go.
+    WrongSize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(buffer_size: usize, max_pooled: usize, thread_cache: usize) -> BufferPool {
+        BufferPool::builder()
+            .buffer_size(buffer_size)
+            .max_pooled(max_pooled)
+            .thread_cache(thread_cache)
+            .build()
+            .expect("valid settings")
+    }
+
+    #[test]
+    fn builder_rejects_bad_sizes() {
+        let b = BufferPool::builder;
+        assert_eq!(
+            b().buffer_size(0).build().unwrap_err(),
+            BuildError::ZeroBufferSize
+        );
+        assert_eq!(
+            b().buffer_size(MAX_BUFFER_SIZE + 1).build().unwrap_err(),
+            BuildError::BufferSizeTooLarge {
+                size: MAX_BUFFER_SIZE + 1,
+                max: MAX_BUFFER_SIZE
+            }
+        );
+        assert_eq!(
+            b().max_pooled(0).thread_cache(0).build().unwrap_err(),
+            BuildError::ZeroMaxPooled
+        );
+        assert_eq!(
+            b().max_pooled(3).thread_cache(4).build().unwrap_err(),
+            BuildError::ThreadCacheTooLarge {
+                thread_cache: 4,
+                max_pooled: 3
+            }
+        );
+        let p = b().build().expect("defaults are valid");
+        assert_eq!(
+            (p.buffer_size(), p.max_pooled(), p.thread_cache()),
+            (65536, 1024, 32)
+        );
+    }
+
+    #[test]
+    fn dropped_buffer_is_reused_empty() {
+        for thread_cache in [0, 4] {
+            let pool = pool(1000, 8, thread_cache);
+            let mut buf = pool.get();
+            assert_eq!((buf.len(), buf.capacity()), (0, 1000));
+            buf.extend_from_slice(&[7; 600]);
+            let ptr = buf.as_ptr();
+            drop(buf);
+            let buf = pool.get();
+            assert_eq!((buf.as_ptr(), buf.len(), buf.capacity()), (ptr, 0, 1000));
+            let s = pool.stats();
+            assert_eq!(
+                (s.gets, s.hits, s.misses, s.returns, s.outstanding),
+                (2, 1, 1, 1, 1)
+            );
+            assert_eq!(s.pooled, 0);
+        }
+    }
+
+    #[test]
+    fn frozen_storage_is_reused_only_after_last_clone_drops() {
+        for thread_cache in [0, 4] {
+            let pool = pool(64, 8, thread_cache);
+            let mut buf = pool.get();
+            let ptr = buf.as_ptr();
+            buf.extend_from_slice(b"first");
+            let first = buf.freeze();
+            let clone = first.slice(1..);
+            drop(first);
+            assert_eq!(pool.stats().pooled, 1, "the handle waits in the pool");
+
+            // `clone` still sees the storage: the pool must not hand it out.
+            let mut other = pool.get();
+            assert_ne!(other.as_ptr(), ptr);
+            other.extend_from_slice(b"XXXXXXXX");
+            assert_eq!(&clone[..], b"irst");
+            drop(other);
+
+            drop(clone);
+            // The ready buffer comes first; the reclaimed one right after it.
+            let (a, b) = (pool.get(), pool.get());
+            assert!(a.as_ptr() == ptr || b.as_ptr() == ptr);
+            assert_eq!((b.len(), b.capacity()), (0, 64));
+            let s = pool.stats();
+            assert_eq!((s.hits, s.misses, s.returns), (2, 2, 2));
+        }
+    }
+
+    #[test]
+    fn freeze_of_a_full_buffer_reclaims_whole_capacity() {
+        let pool = pool(32, 4, 0);
+        let mut buf = pool.get();
+        buf.extend_from_slice(&[1; 32]);
+        drop(buf.freeze());
+        let buf = pool.get();
+        assert_eq!((buf.len(), buf.capacity(), pool.stats().hits), (0, 32, 1));
+    }
+
+    #[test]
+    fn split_parts_hold_back_the_storage() {
+        let pool = pool(64, 4, 2);
+        let mut buf = pool.get();
+        let ptr = buf.as_ptr();
+        buf.extend_from_slice(b"head tail");
+        let head = buf.split_to(5);
+        drop(buf);
+        let other = pool.get();
+        assert_ne!(other.as_ptr(), ptr);
+        assert_eq!(&head[..], b"head ");
+        drop((head, other));
+        // The split-off part owned the storage from then on: it was not pooled.
+        let s = pool.stats();
+        assert_eq!((s.detached, s.pooled, s.returns), (1, 1, 2));
+    }
+
+    #[test]
+    fn oversized_buffer_is_not_retained() {
+        let pool = pool(16, 4, 2);
+        let mut buf = pool.get();
+        buf.extend_from_slice(&[0; 100]);
+        assert!(buf.capacity() > 16);
+        drop(buf);
+        let s = pool.stats();
+        assert_eq!((s.oversized, s.pooled, s.returns), (1, 0, 1));
+        let buf = pool.get();
+        assert_eq!((buf.capacity(), pool.stats().misses), (16, 2));
+    }
+
+    #[test]
+    fn replaced_buffer_is_not_retained() {
+        let pool = pool(16, 4, 2);
+        let mut buf = pool.get();
+        let _taken: BytesMut = mem::take(&mut *buf);
+        drop(buf);
+        assert_eq!((pool.stats().detached, pool.stats().pooled), (1, 0));
+        // A replaced buffer that is then frozen is not pooled either.
+        let mut buf = pool.get();
+        *buf = BytesMut::with_capacity(100);
+        buf.put_u8(1);
+        let bytes = buf.freeze();
+        assert_eq!((pool.stats().oversized, pool.stats().pooled), (1, 0));
+        assert_eq!(&bytes[..], &[1]);
+    }
+
+    #[test]
+    fn empty_freeze_keeps_the_buffer() {
+        let pool = pool(16, 4, 2);
+        let ptr = pool.get().as_ptr();
+        let empty = pool.get().freeze();
+        assert!(empty.is_empty());
+        assert_eq!((pool.get().as_ptr(), pool.stats().hits), (ptr, 2));
+    }
+
+    #[test]
+    fn retention_is_bounded_and_overflow_counted() {
+        for thread_cache in [0, 1, 3] {
+            let pool = pool(8, 3, thread_cache);
+            let held: Vec<_> = (0..10).map(|_| pool.get()).collect();
+            drop(held);
+            let s = pool.stats();
+            assert_eq!(
+                (s.pooled, s.dropped, s.returns, s.pooled_bytes),
+                (3, 7, 10, 24)
+            );
+            // Frozen handles obey the same bound.
+            let frozen: Vec<_> = (0..10)
+                .map(|_| {
+                    let mut buf = pool.get();
+                    buf.put_u8(1);
+                    buf.freeze()
+                })
+                .collect();
+            drop(frozen);
+            let s = pool.stats();
+            assert_eq!((s.pooled, s.dropped, s.outstanding), (3, 14, 0));
+        }
+    }
+
+    #[test]
+    fn buffers_dropped_on_another_thread_come_back() {
+        let pool = pool(128, 16, 4);
+        let bufs: Vec<_> = (0..8).map(|_| pool.get()).collect();
+        std::thread::spawn(move || drop(bufs))
+            .join()
+            .expect("no panic");
+        let s = pool.stats();
+        // The exiting thread handed its cache to the shared list: nothing was lost.
+        assert_eq!((s.pooled, s.outstanding, s.dropped), (8, 0, 0));
+        let again: Vec<_> = (0..8).map(|_| pool.get()).collect();
+        assert_eq!(pool.stats().hits, 8);
+        drop(again);
+    }
+
+    #[test]
+    fn bytes_outlive_the_pool() {
+        let pool = pool(32, 4, 2);
+        let mut buf = pool.get();
+        buf.extend_from_slice(b"still here");
+        let bytes = buf.freeze();
+        drop(pool);
+        assert_eq!(&bytes[..], b"still here");
+    }
+
+    #[test]
+    fn two_pools_on_one_thread_keep_separate_caches() {
+        let (small, large) = (pool(16, 4, 2), pool(4096, 4, 2));
+        drop((small.get(), large.get()));
+        assert_eq!(small.get().capacity(), 16);
+        assert_eq!(large.get().capacity(), 4096);
+        assert_eq!((small.stats().hits, large.stats().hits), (1, 1));
+    }
+
+    #[test]
+    fn pooled_buf_is_a_buf_mut() {
+        fn fill(mut out: impl BufMut) {
+            out.put_u16(0xabcd);
+            out.put_bytes(1, 2);
+        }
+        let pool = pool(16, 4, 2);
+        let mut buf = pool.get();
+        fill(&mut *buf);
+        fill(&mut buf);
+        assert_eq!(buf.as_ref(), &[0xab, 0xcd, 1, 1, 0xab, 0xcd, 1, 1]);
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        fn send<T: Send>() {}
+        check::<BufferPool>();
+        send::<PooledBuf>();
+    }
+}

@@ -1,0 +1,531 @@
+//! One shard: an exact LRU over a dense slab, indexed by a hash table of slab positions.
+//!
+//! Layout, chosen for the hit path and for bytes per entry:
+//! - `entries` holds key, value, expiry and weight, densely (removal is a `swap_remove`, so
+//!   there is no free list and no per-slot tag);
+//! - `links` holds the doubly-linked recency list as `u32` indices in a parallel array, so moving
+//!   an entry to the front touches 8-byte links (a compact, cache-friendly array) rather than
+//!   whole entries;
+//! - `table` maps a key's hash to its slab position: 4 bytes + 1 control byte per bucket.
+//!
+//! The shard is plain data behind the cache's per-shard mutex; its counters are plain integers
+//! updated under that lock, so the hit path does no atomic read-modify-write of its own.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use crate::clock::{Clock, NEVER, Tick, tick};
+use crate::flight::Flight;
+
+/// The "no entry" index in the recency list.
+const NIL: u32 = u32::MAX;
+
+/// Largest number of entries a shard can hold: slab positions are `u32` and `NIL` is reserved.
+pub(crate) const MAX_SHARD_ENTRIES: usize = (u32::MAX - 1) as usize;
+
+/// How many expired entries a write reclaims from the cold end of the list before inserting.
+/// Bounded so that one write never pays for a whole shard's worth of expirations.
+pub(crate) const WRITE_RECLAIM_BOUND: usize = 16;
+
+/// Why an entry left the cache without being removed by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EvictionCause {
+    /// Its TTL had passed.
+    Expired,
+    /// It was the least recently used entry of a shard that was full by entry count.
+    Capacity,
+    /// It was the least recently used entry of a shard that was full by weight.
+    Weight,
+}
+
+/// A callback told of every eviction; see [`CacheBuilder::eviction_listener`].
+///
+/// [`CacheBuilder::eviction_listener`]: crate::CacheBuilder::eviction_listener
+pub(crate) type Listener<K, V> = Arc<dyn Fn(&K, &V, EvictionCause) + Send + Sync>;
+
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    /// Tick at which the entry expires, `NEVER` if it does not.
+    expires: Tick,
+    weight: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Link {
+    /// Towards the most recently used end.
+    prev: u32,
+    /// Towards the least recently used end.
+    next: u32,
+}
+
+/// Event counters of one shard, summed into [`Stats`](crate::Stats) on demand. Hits and misses
+/// first: they are the ones the hit path writes.
+#[derive(Debug, Default, Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Counters {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) inserts: u64,
+    pub(crate) updates: u64,
+    pub(crate) evicted_capacity: u64,
+    pub(crate) evicted_weight: u64,
+    pub(crate) expired: u64,
+}
+
+/// The current tick, read from the clock at most once per operation and only if needed.
+pub(crate) struct Now<'a> {
+    clock: &'a dyn Clock,
+    tick: Option<Tick>,
+}
+
+impl<'a> Now<'a> {
+    /// Reads the clock lazily, on the first [`Now::get`].
+    pub(crate) fn lazy(clock: &'a dyn Clock) -> Self {
+        Self { clock, tick: None }
+    }
+
+    /// Uses a tick already read.
+    pub(crate) fn at(clock: &'a dyn Clock, tick: Tick) -> Self {
+        Self {
+            clock,
+            tick: Some(tick),
+        }
+    }
+
+    pub(crate) fn get(&mut self) -> Tick {
+        *self.tick.get_or_insert_with(|| tick(self.clock))
+    }
+
+    fn expired(&mut self, expires: Tick) -> bool {
+        expires != NEVER && self.get() >= expires
+    }
+}
+
+/// What [`Shard::insert`] did.
+pub(crate) enum Inserted<K, V> {
+    /// A new entry.
+    New,
+    /// The key was present; its value was replaced.
+    Updated,
+    /// The entry was refused because it weighs more than the shard's whole weight budget.
+    TooHeavy(K, V),
+}
+
+/// `repr(C)` keeps the fields a hit touches (table, slab pointers, list ends, hit/miss counters)
+/// together right after the mutex word, on the first two cache lines of the shard.
+#[repr(C)]
+pub(crate) struct Shard<K, V> {
+    table: HashTable<u32>,
+    entries: Vec<Entry<K, V>>,
+    links: Vec<Link>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: the next victim.
+    tail: u32,
+    pub(crate) counters: Counters,
+    capacity: usize,
+    max_weight: u64,
+    weight: u64,
+    /// Where the next bounded sweep resumes in `entries`.
+    sweep_cursor: usize,
+    hasher: RandomState,
+    listener: Option<Listener<K, V>>,
+    /// Loads in progress (single-flight), keyed like the entries.
+    pub(crate) flights: HashTable<(K, Arc<Flight<V>>)>,
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    pub(crate) fn new(
+        capacity: usize,
+        max_weight: u64,
+        hasher: RandomState,
+        listener: Option<Listener<K, V>>,
+    ) -> Self {
+        Self {
+            table: HashTable::new(),
+            entries: Vec::new(),
+            links: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            capacity: capacity.min(MAX_SHARD_ENTRIES),
+            max_weight,
+            weight: 0,
+            sweep_cursor: 0,
+            hasher,
+            listener,
+            flights: HashTable::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    pub(crate) fn max_weight(&self) -> u64 {
+        self.max_weight
+    }
+
+    /// Forgets a finished or abandoned load (matched by identity: a newer load of the same key
+    /// may already be registered).
+    pub(crate) fn unregister_flight(&mut self, hash: u64, flight: &Arc<Flight<V>>) {
+        if let Ok(registered) = self
+            .flights
+            .find_entry(hash, |(_, f)| Arc::ptr_eq(f, flight))
+        {
+            registered.remove();
+        }
+    }
+
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let entries = &self.entries;
+        self.table
+            .find(hash, |&i| entries[i as usize].key.borrow() == key)
+            .copied()
+    }
+
+    /// Looks `key` up, counting a hit or a miss; a hit becomes the most recently used entry.
+    /// An expired entry is removed and reported as a miss.
+    pub(crate) fn get<Q>(&mut self, hash: u64, key: &Q, now: &mut Now<'_>) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let Some(idx) = self.find(hash, key) else {
+            self.counters.misses += 1;
+            return None;
+        };
+        if now.expired(self.entries[idx as usize].expires) {
+            self.evict(idx, EvictionCause::Expired);
+            self.counters.misses += 1;
+            return None;
+        }
+        self.counters.hits += 1;
+        self.move_to_front(idx);
+        Some(&self.entries[idx as usize].value)
+    }
+
+    /// Whether a live entry for `key` exists; touches neither recency nor counters.
+    pub(crate) fn contains<Q>(&self, hash: u64, key: &Q, now: &mut Now<'_>) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(hash, key)
+            .is_some_and(|idx| !now.expired(self.entries[idx as usize].expires))
+    }
+
+    /// Inserts or replaces; the entry becomes the most recently used. Makes room by reclaiming
+    /// expired entries from the cold end, then evicting least recently used entries.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u32,
+        expires: Tick,
+        now: &mut Now<'_>,
+    ) -> Inserted<K, V> {
+        if u64::from(weight) > self.max_weight {
+            return Inserted::TooHeavy(key, value);
+        }
+        if let Some(idx) = self.find(hash, &key) {
+            let entry = &mut self.entries[idx as usize];
+            let old_weight = entry.weight;
+            // The old value is dropped here, under the lock; values are usually cheap to drop.
+            entry.value = value;
+            entry.expires = expires;
+            entry.weight = weight;
+            self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
+            self.move_to_front(idx);
+            self.counters.updates += 1;
+            // A heavier value may push the shard over budget. The updated entry is now the head
+            // (its slab index may move as others are removed) and weighs at most `max_weight`,
+            // so the loop stops before reaching it.
+            while self.weight > self.max_weight && self.tail != self.head {
+                self.evict_tail(now, EvictionCause::Weight);
+            }
+            return Inserted::Updated;
+        }
+
+        self.reclaim_expired_tail(now);
+        while self.tail != NIL
+            && (self.entries.len() >= self.capacity
+                || self.weight + u64::from(weight) > self.max_weight)
+        {
+            let cause = if self.entries.len() >= self.capacity {
+                EvictionCause::Capacity
+            } else {
+                EvictionCause::Weight
+            };
+            self.evict_tail(now, cause);
+        }
+
+        let idx = self.entries.len() as u32;
+        self.reserve_one();
+        self.entries.push(Entry {
+            key,
+            value,
+            expires,
+            weight,
+        });
+        self.links.push(Link {
+            prev: NIL,
+            next: NIL,
+        });
+        self.push_front(idx);
+        self.weight += u64::from(weight);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.table
+            .insert_unique(hash, idx, |&i| hasher.hash_one(&entries[i as usize].key));
+        self.counters.inserts += 1;
+        Inserted::New
+    }
+
+    /// Removes `key`; returns its value unless it had expired (an expired entry is reclaimed and
+    /// counted as an expiration).
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q, now: &mut Now<'_>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let idx = self.find(hash, key)?;
+        if now.expired(self.entries[idx as usize].expires) {
+            self.evict(idx, EvictionCause::Expired);
+            return None;
+        }
+        Some(self.remove_at(idx).value)
+    }
+
+    /// Drops every entry; counters and loads in progress are kept.
+    pub(crate) fn clear(&mut self) {
+        self.table.clear();
+        self.entries.clear();
+        self.links.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.weight = 0;
+        self.sweep_cursor = 0;
+    }
+
+    /// Examines up to `budget` entries from where the last sweep stopped and reclaims the expired
+    /// ones. Returns how many were reclaimed. A sweep that reaches the end of the slab stops there
+    /// and the next one starts from the beginning, so a sweep started at the beginning with a
+    /// budget of at least `len()` visits every entry.
+    pub(crate) fn sweep(&mut self, budget: usize, now: &mut Now<'_>) -> usize {
+        let mut reclaimed = 0;
+        let mut i = self.sweep_cursor;
+        for _ in 0..budget {
+            if i >= self.entries.len() {
+                i = 0;
+                break;
+            }
+            if now.expired(self.entries[i].expires) {
+                // swap_remove moves the last entry into `i`: examine `i` again.
+                self.evict(i as u32, EvictionCause::Expired);
+                reclaimed += 1;
+            } else {
+                i += 1;
+            }
+        }
+        self.sweep_cursor = if i >= self.entries.len() { 0 } else { i };
+        reclaimed
+    }
+
+    /// Keys from most to least recently used (test helper for the model test).
+    #[cfg(test)]
+    pub(crate) fn keys_by_recency(&self) -> Vec<&K> {
+        let mut keys = Vec::with_capacity(self.entries.len());
+        let mut i = self.head;
+        while i != NIL {
+            keys.push(&self.entries[i as usize].key);
+            i = self.links[i as usize].next;
+        }
+        keys
+    }
+
+    fn reclaim_expired_tail(&mut self, now: &mut Now<'_>) {
+        for _ in 0..WRITE_RECLAIM_BOUND {
+            if self.tail == NIL || !now.expired(self.entries[self.tail as usize].expires) {
+                return;
+            }
+            self.evict(self.tail, EvictionCause::Expired);
+        }
+    }
+
+    /// Evicts the least recently used entry; reported as expired if it was.
+    fn evict_tail(&mut self, now: &mut Now<'_>, cause: EvictionCause) {
+        let tail = self.tail;
+        let cause = if now.expired(self.entries[tail as usize].expires) {
+            EvictionCause::Expired
+        } else {
+            cause
+        };
+        self.evict(tail, cause);
+    }
+
+    fn evict(&mut self, idx: u32, cause: EvictionCause) {
+        match cause {
+            EvictionCause::Expired => self.counters.expired += 1,
+            EvictionCause::Capacity => self.counters.evicted_capacity += 1,
+            EvictionCause::Weight => self.counters.evicted_weight += 1,
+        }
+        let entry = self.remove_at(idx);
+        if let Some(listener) = &self.listener {
+            listener(&entry.key, &entry.value, cause);
+        }
+    }
+
+    /// Unlinks and removes the entry at `idx`, moving the last slab entry into its place.
+    fn remove_at(&mut self, idx: u32) -> Entry<K, V> {
+        self.unlink(idx);
+        let hash = self.hasher.hash_one(&self.entries[idx as usize].key);
+        if let Ok(bucket) = self.table.find_entry(hash, |&i| i == idx) {
+            bucket.remove();
+        }
+        let last = (self.entries.len() - 1) as u32;
+        if idx != last {
+            let hash = self.hasher.hash_one(&self.entries[last as usize].key);
+            if let Some(slot) = self.table.find_mut(hash, |&i| i == last) {
+                *slot = idx;
+            }
+            let Link { prev, next } = self.links[last as usize];
+            if prev == NIL {
+                self.head = idx;
+            } else {
+                self.links[prev as usize].next = idx;
+            }
+            if next == NIL {
+                self.tail = idx;
+            } else {
+                self.links[next as usize].prev = idx;
+            }
+        }
+        self.links.swap_remove(idx as usize);
+        let entry = self.entries.swap_remove(idx as usize);
+        self.weight -= u64::from(entry.weight);
+        entry
+    }
+
+    /// Grows the slab geometrically but never past the shard's capacity, so a full cache does not
+    /// carry up to 2x of unused slab.
+    fn reserve_one(&mut self) {
+        let len = self.entries.len();
+        if len == self.entries.capacity() {
+            let room = self.capacity.saturating_sub(len).max(1);
+            let additional = len.clamp(4, 1 << 20).min(room);
+            self.entries.reserve_exact(additional);
+            self.links.reserve_exact(additional);
+        }
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let Link { prev, next } = self.links[idx as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.links[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.links[next as usize].prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, idx: u32) {
+        self.links[idx as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
+        if self.head == NIL {
+            self.tail = idx;
+        } else {
+            self.links[self.head as usize].prev = idx;
+        }
+        self.head = idx;
+    }
+
+    fn move_to_front(&mut self, idx: u32) {
+        if self.head != idx {
+            self.unlink(idx);
+            self.push_front(idx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::MockClock;
+
+    fn shard(capacity: usize, max_weight: u64) -> Shard<u32, u32> {
+        Shard::new(capacity, max_weight, RandomState::default(), None)
+    }
+
+    fn put(s: &mut Shard<u32, u32>, clock: &MockClock, k: u32, w: u32) {
+        let h = s.hasher.hash_one(k);
+        let mut now = Now::lazy(clock);
+        assert!(!matches!(
+            s.insert(h, k, k * 10, w, NEVER, &mut now),
+            Inserted::TooHeavy(..)
+        ));
+    }
+
+    fn get(s: &mut Shard<u32, u32>, clock: &MockClock, k: u32) -> Option<u32> {
+        let h = s.hasher.hash_one(k);
+        s.get(h, &k, &mut Now::lazy(clock)).copied()
+    }
+
+    #[test]
+    fn links_and_slab_stay_consistent_through_swap_removes() {
+        let clock = MockClock::new();
+        let mut s = shard(4, u64::MAX);
+        for k in 0..4 {
+            put(&mut s, &clock, k, 1);
+        }
+        assert_eq!(s.keys_by_recency(), [&3, &2, &1, &0]);
+        assert_eq!(get(&mut s, &clock, 0), Some(0));
+        assert_eq!(s.keys_by_recency(), [&0, &3, &2, &1]);
+        // Removing slab position 1 moves the last slab entry (key 3) into it.
+        let h = s.hasher.hash_one(1u32);
+        assert_eq!(s.remove(h, &1, &mut Now::lazy(&clock)), Some(10));
+        assert_eq!(s.keys_by_recency(), [&0, &3, &2]);
+        for k in [0, 2, 3] {
+            assert_eq!(get(&mut s, &clock, k), Some(k * 10));
+        }
+        assert_eq!(s.keys_by_recency(), [&3, &2, &0]);
+        put(&mut s, &clock, 7, 1);
+        put(&mut s, &clock, 8, 1); // evicts 0, the least recently used
+        assert_eq!(s.keys_by_recency(), [&8, &7, &3, &2]);
+        assert_eq!(s.counters.evicted_capacity, 1);
+    }
+
+    #[test]
+    fn weight_eviction_keeps_the_updated_entry() {
+        let clock = MockClock::new();
+        let mut s = shard(100, 10);
+        for k in 0..5 {
+            put(&mut s, &clock, k, 2);
+        }
+        assert_eq!(s.weight(), 10);
+        put(&mut s, &clock, 2, 9); // update: 2 becomes head, evict until weight <= 10
+        assert_eq!(s.keys_by_recency(), [&2]);
+        assert_eq!(s.weight(), 9);
+        assert_eq!(s.counters.evicted_weight, 4);
+    }
+}

@@ -168,6 +168,18 @@ fn metrics_scrape(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
+        group.bench_function(
+            BenchmarkId::new("gather_only_thread_cpu_time", extra),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = thread_cpu_time();
+                    for _ in 0..iters {
+                        black_box(metrics.registry().gather());
+                    }
+                    thread_cpu_time().saturating_sub(start)
+                })
+            },
+        );
         // The same work timed by this thread's CPU clock: on a shared, overloaded machine the
         // wall-clock figure above includes time the thread spent descheduled.
         group.bench_function(

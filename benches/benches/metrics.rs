@@ -79,50 +79,35 @@ fn metrics_hot(c: &mut Criterion) {
         .expect("register");
     let recorder = LatencyRecorder::new();
 
+    let counter_handle = || black_box(&counter).inc();
+    let counter_lookup = || {
+        frames_vec
+            .with_label_values(black_box(&["received", "stream"]))
+            .inc();
+    };
+    let observe_handle = || black_box(&route).observe(black_box(0.000_42));
+    let observe_lookup = || {
+        duration_vec
+            .with_label_values(black_box(&["/echo"]))
+            .observe(black_box(0.000_42));
+    };
+    let record = || recorder.record(black_box(Duration::from_micros(420)), true);
+    let ops: [(&str, &(dyn Fn() + Sync)); 5] = [
+        ("counter_inc/handle", &counter_handle),
+        ("counter_inc/with_label_values", &counter_lookup),
+        ("histogram_observe/handle", &observe_handle),
+        ("histogram_observe/with_label_values", &observe_lookup),
+        ("latency_recorder_record", &record),
+    ];
+
     let mut group = c.benchmark_group("metrics_hot");
     group.throughput(Throughput::Elements(1));
     for threads in [1usize, 2] {
-        group.bench_function(BenchmarkId::new("counter_inc/handle", threads), |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, &|| black_box(&counter).inc()))
-        });
-        group.bench_function(
-            BenchmarkId::new("counter_inc/with_label_values", threads),
-            |b| {
-                b.iter_custom(|iters| {
-                    run_threads(threads, iters, &|| {
-                        frames_vec
-                            .with_label_values(black_box(&["received", "stream"]))
-                            .inc()
-                    })
-                })
-            },
-        );
-        group.bench_function(BenchmarkId::new("histogram_observe/handle", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|| {
-                    black_box(&route).observe(black_box(0.000_42))
-                })
-            })
-        });
-        group.bench_function(
-            BenchmarkId::new("histogram_observe/with_label_values", threads),
-            |b| {
-                b.iter_custom(|iters| {
-                    run_threads(threads, iters, &|| {
-                        duration_vec
-                            .with_label_values(black_box(&["/echo"]))
-                            .observe(black_box(0.000_42))
-                    })
-                })
-            },
-        );
-        group.bench_function(BenchmarkId::new("latency_recorder_record", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|| {
-                    recorder.record(black_box(Duration::from_micros(420)), true)
-                })
-            })
-        });
+        for (name, op) in ops {
+            group.bench_function(BenchmarkId::new(name, threads), |b| {
+                b.iter_custom(|iters| run_threads(threads, iters, op));
+            });
+        }
     }
     group.finish();
 }
@@ -166,7 +151,7 @@ fn metrics_scrape(c: &mut Criterion) {
                 out.clear();
                 metrics.encode_text_into(&mut out).expect("encode");
                 black_box(out.len())
-            })
+            });
         });
         group.bench_function(
             BenchmarkId::new("gather_only_thread_cpu_time", extra),
@@ -177,7 +162,7 @@ fn metrics_scrape(c: &mut Criterion) {
                         black_box(metrics.registry().gather());
                     }
                     thread_cpu_time().saturating_sub(start)
-                })
+                });
             },
         );
         // The same work timed by this thread's CPU clock: on a shared, overloaded machine the
@@ -193,7 +178,7 @@ fn metrics_scrape(c: &mut Criterion) {
                         black_box(out.len());
                     }
                     thread_cpu_time().saturating_sub(start)
-                })
+                });
             },
         );
     }

@@ -109,6 +109,22 @@ fn metrics_hot(c: &mut Criterion) {
             });
         }
     }
+    // Uncontended, timed by the thread's CPU clock: on a shared, overloaded machine the
+    // wall-clock figures above include time the thread spent descheduled.
+    for (name, op) in ops {
+        group.bench_function(
+            BenchmarkId::new(format!("{name}/thread_cpu_time"), 1),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = thread_cpu_time();
+                    for _ in 0..iters {
+                        op();
+                    }
+                    thread_cpu_time().saturating_sub(start)
+                });
+            },
+        );
+    }
     group.finish();
 }
 

@@ -221,7 +221,12 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// assert_eq!(cache.get(&"session"), None);
     /// assert_eq!(cache.get(&"config"), Some(2));
     /// ```
-    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> Result<(), InsertError<K, V>> {
+    pub fn insert_with_ttl(
+        &self,
+        key: K,
+        value: V,
+        ttl: Duration,
+    ) -> Result<(), InsertError<K, V>> {
         self.insert_inner(key, value, Some(ttl))
     }
 
@@ -540,11 +545,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         Join::Lead(flight)
     }
 
-    fn lead(
-        &self,
-        hash: u64,
-        flight: Arc<Flight<V>>,
-    ) -> Lead<V, impl FnMut(&Arc<Flight<V>>) + '_> {
+    fn lead(&self, hash: u64, flight: Arc<Flight<V>>) -> Lead<V, impl FnMut(&Arc<Flight<V>>) + '_> {
         Lead::new(flight, move |flight| {
             self.shard(hash).lock().unregister_flight(hash, flight);
         })

@@ -174,7 +174,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Forgets a finished or abandoned load (matched by identity: a newer load of the same key
     /// may already be registered).
     pub(crate) fn unregister_flight(&mut self, hash: u64, flight: &Arc<Flight<V>>) {
-        if let Ok(registered) = self.flights.find_entry(hash, |(_, f)| Arc::ptr_eq(f, flight)) {
+        if let Ok(registered) = self
+            .flights
+            .find_entry(hash, |(_, f)| Arc::ptr_eq(f, flight))
+        {
             registered.remove();
         }
     }
@@ -282,9 +285,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.push_front(idx);
         self.weight += u64::from(weight);
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| {
-            hasher.hash_one(&entries[i as usize].key)
-        });
+        self.table
+            .insert_unique(hash, idx, |&i| hasher.hash_one(&entries[i as usize].key));
         self.counters.inserts += 1;
         Inserted::New
     }

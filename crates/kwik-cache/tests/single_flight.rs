@@ -84,7 +84,11 @@ fn a_failing_loader_gives_every_waiter_the_error_and_caches_nothing() {
     let errors: Vec<_> = results.into_iter().map(Result::unwrap_err).collect();
     assert_eq!(errors.len(), CALLERS);
     // Every caller holds the very same error.
-    assert!(errors.iter().all(|e| Arc::ptr_eq(e, &errors[0]) && **e == BackendDown));
+    assert!(
+        errors
+            .iter()
+            .all(|e| Arc::ptr_eq(e, &errors[0]) && **e == BackendDown)
+    );
     assert!(!cache.contains(&7));
     assert_eq!(cache.stats().inserts, 0);
     // The next load starts afresh.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod serve;
 
 /// kwik: QUIC With Intelligent Konnections, one session over several servers.
 #[derive(Debug, Parser)]

@@ -148,7 +148,7 @@ fn deserialize_error(err: &toml::de::Error, text: &str, file: Option<PathBuf>) -
 }
 
 /// The names allowed inside `section`, or the section names at the top level.
-pub(crate) fn expected_names(section: Option<&str>) -> String {
+fn expected_names(section: Option<&str>) -> String {
     let names: Vec<&str> = match section {
         None => SCHEMA.iter().map(|&(name, _)| name).collect(),
         Some(section) => schema::section_keys(section).unwrap_or_default().to_vec(),

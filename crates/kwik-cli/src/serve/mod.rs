@@ -11,6 +11,7 @@
 mod dispatch;
 mod file;
 mod http;
+mod metrics;
 mod observe;
 mod path;
 mod status;

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::observe::RouteCount;
 
-/// Supplies the runtime's part of the status (sessions, streams, paths, worker pool). The
+/// Supplies the runtime's part of the status (sessions, streams, paths). The
 /// binary implements it over the kwik runtime; the services only call it.
 pub(crate) trait StatusSource: Send + Sync + 'static {
     /// A fresh snapshot, read when `/api/status` is requested.
@@ -38,25 +38,6 @@ pub(crate) struct RuntimeStatus {
     pub(crate) streams: u64,
     /// Paths open now, over every session.
     pub(crate) paths: u64,
-    /// The shared worker pool.
-    pub(crate) pool: PoolStatus,
-}
-
-/// The worker pool's counters.
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct PoolStatus {
-    /// Worker tasks.
-    pub(crate) workers: u64,
-    /// Jobs waiting in a queue now.
-    pub(crate) queued: u64,
-    /// Jobs running now.
-    pub(crate) running: u64,
-    /// Jobs finished successfully.
-    pub(crate) completed: u64,
-    /// Jobs that failed, panicked or timed out.
-    pub(crate) failed: u64,
-    /// Submissions refused (queue full or pool closed).
-    pub(crate) rejected: u64,
 }
 
 /// The response cache's counters ([`kwik_cache::Stats`]).

@@ -167,10 +167,10 @@ fn find_offset(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bo
     for (key, value) in table {
         path.push(key.get_ref().to_string());
         // Children first: a section's span covers its keys, and the innermost key is wanted.
-        if let DeValue::Table(inner) = value.get_ref() {
-            if find_offset(inner, offset, path) {
-                return true;
-            }
+        if let DeValue::Table(inner) = value.get_ref()
+            && find_offset(inner, offset, path)
+        {
+            return true;
         }
         if contains(&key.span(), offset) || contains(&value.span(), offset) {
             return true;

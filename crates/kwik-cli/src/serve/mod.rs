@@ -27,8 +27,8 @@ use kwik_config::CacheConfig;
 use tokio::time::Instant;
 
 pub(crate) use self::dispatch::serve_stream;
-pub(crate) use self::run::{ServeArgs, run};
 pub(crate) use self::observe::{RequestObserver, Route, RouteCounters};
+pub(crate) use self::run::{ServeArgs, run};
 pub(crate) use self::status::{RuntimeStatus, StatusSnapshot, StatusSource};
 
 /// Default time a client has to send a request line or head (and a keep-alive connection may

@@ -143,25 +143,42 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
         signal = shutdown_signal() => info!(signal = signal?, "stopping: no new sessions or streams"),
     }
 
-    // Drain: refuse new connections and streams, let the streams in flight finish.
+    // Drain: refuse new connections and streams, let the streams in flight finish. A finished
+    // stream's last bytes may still be in flight, so the sessions are then left to their clients
+    // to close; whatever is still open at the deadline is closed.
+    let timeout = config.worker_pool.shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     listener.endpoint().set_server_config(None);
     stop.cancel();
     session_tasks.close();
     session_tasks.wait().await;
     streams.close();
-    let timeout = config.worker_pool.shutdown_timeout;
-    if tokio::time::timeout(timeout, streams.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, streams.wait())
+        .await
+        .is_err()
+    {
         warn!(
             unfinished = streams.len(),
             ?timeout,
             "streams still running after worker_pool.shutdown_timeout; closing them"
+        );
+    } else if tokio::time::timeout_at(deadline, sessions.all_closed())
+        .await
+        .is_err()
+    {
+        info!(
+            ?timeout,
+            "sessions still open after worker_pool.shutdown_timeout; closing them"
         );
     }
     sessions.close_all();
     listener.close(ErrorCode::NO_ERROR, "server shutting down");
     listener.closed().await;
     if let Some(server) = metrics_server {
-        server.shutdown().await.context("metrics endpoint shutdown")?;
+        server
+            .shutdown()
+            .await
+            .context("metrics endpoint shutdown")?;
     }
     info!("kwik serve stopped");
     Ok(())
@@ -219,7 +236,9 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot watch Ctrl-C")?;
         Ok("SIGINT")
     }
 }
@@ -248,7 +267,9 @@ fn server_config(args: &ServeArgs, config: &PerformanceConfig) -> anyhow::Result
             builder = builder.insecure_dev_self_signed(true);
         }
     }
-    builder.build().context("invalid [transport] or certificate")
+    builder
+        .build()
+        .context("invalid [transport] or certificate")
 }
 
 fn load_pem(
@@ -299,6 +320,13 @@ impl Sessions {
         }
     }
 
+    /// Waits until every session is closed (by its client or by an error).
+    async fn all_closed(&self) {
+        for session in self.snapshot() {
+            session.closed().await;
+        }
+    }
+
     fn snapshot(&self) -> Vec<Session> {
         let table = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         table.live.iter().map(|(_, s)| s.clone()).collect()
@@ -315,4 +343,3 @@ impl StatusSource for Sessions {
         }
     }
 }
-

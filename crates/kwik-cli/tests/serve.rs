@@ -71,7 +71,10 @@ impl Server {
     async fn dial(&self) -> Session {
         // The server runs with `[transport]` of performance.toml, whose defaults (ALPN, packet
         // size) differ from the transport crate's: the client must use the same.
-        let transport = kwik_config::PerformanceConfig::default().transport;
+        let transport = kwik_config::PerformanceConfig::default()
+            .with_env_overrides()
+            .unwrap()
+            .transport;
         let config = ClientConfig::builder()
             .alpn([transport.alpn.into_bytes()])
             .max_packet_size(transport.max_packet_size.as_usize())
@@ -314,4 +317,51 @@ async fn sigterm_lets_a_64_mib_download_finish_then_exits_0() {
         .expect("kwik serve did not exit after the download")
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Throughput of one FILE download over loopback, for docs/tuning.md: run with
+/// `cargo test -p kwik-cli --test serve -- --ignored --nocapture download_throughput`, varying
+/// `KWIK_TRANSPORT_*` (read by both the server and this client). Asserts the bytes, prints the
+/// rate; never asserts a speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement for docs/tuning.md, prints a throughput"]
+async fn download_throughput() {
+    const SIZE: usize = 256 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: usize| (i % 253) as u8).collect();
+    {
+        let mut file = std::fs::File::create(root.path().join("big.bin")).unwrap();
+        for _ in 0..SIZE / chunk.len() {
+            file.write_all(&chunk).unwrap();
+        }
+    }
+    let server = Server::start(root.path());
+    let session = server.dial().await;
+    let started = std::time::Instant::now();
+    let mut stream = session.open_stream().await.unwrap();
+    stream
+        .write_all(format!("FILE big.bin 0 {SIZE}\n").as_bytes())
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let mut buf = vec![0; 256 * 1024];
+    let mut received = 0;
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    let elapsed = started.elapsed();
+    let header = format!("OK {SIZE} {SIZE}\n").len();
+    assert_eq!(received, SIZE + header);
+    println!(
+        "download_throughput: {} MiB in {:.2} s = {:.0} MiB/s",
+        SIZE >> 20,
+        elapsed.as_secs_f64(),
+        (SIZE >> 20) as f64 / elapsed.as_secs_f64()
+    );
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(server.terminate().success());
 }

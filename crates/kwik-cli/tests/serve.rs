@@ -184,6 +184,11 @@ async fn http_routes_cache_and_metrics() {
     assert!(text.contains(r#"kwik_request_errors_total{route="static"} 2"#));
     assert!(text.contains(r#"kwik_request_duration_seconds_count{route="/api/echo"} 1"#));
     assert!(text.contains("kwik_cache_hits_total 1"));
+    assert!(
+        text.contains(r#"kwik_sessions_active{role="server"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("kwik_paths_active 1"));
     promtool_check(&text);
 
     session.close(ErrorCode::NO_ERROR, "done");

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::metrics::{PrometheusObserver, register_stats, route_labels};
+use super::metrics::{PrometheusObserver, TransportObserver, register_stats, route_labels};
 use super::{
     DEFAULT_REQUEST_TIMEOUT, RuntimeStatus, Services, StatusSource, response_cache, serve_stream,
 };
@@ -127,7 +127,8 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
     let services = Arc::new(services.build()?);
     register_stats(&metrics, &services);
 
-    let server_config = server_config(&args, &config)?;
+    let observer = Arc::new(TransportObserver::new(&metrics));
+    let server_config = server_config(&args, &config, observer)?;
     let addr = args.listen.unwrap_or(config.transport.listen);
     let listener = kwik_transport::listen(addr, &server_config)
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -244,9 +245,14 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 }
 
 /// The transport's server configuration from `[transport]` and the TLS flags.
-fn server_config(args: &ServeArgs, config: &PerformanceConfig) -> anyhow::Result<ServerConfig> {
+fn server_config(
+    args: &ServeArgs,
+    config: &PerformanceConfig,
+    observer: Arc<dyn kwik_transport::Observer>,
+) -> anyhow::Result<ServerConfig> {
     let transport = &config.transport;
     let mut builder = ServerConfig::builder()
+        .observer(observer)
         .alpn([transport.alpn.as_bytes().to_vec()])
         .max_packet_size(transport.max_packet_size.as_usize())
         .read_buffer(transport.read_buffer.as_usize())

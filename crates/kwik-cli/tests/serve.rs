@@ -295,7 +295,8 @@ async fn sigterm_lets_a_64_mib_download_finish_then_exits_0() {
     let mut head = vec![0; header.len()];
     stream.read_exact(&mut head).await.unwrap();
     assert_eq!(head, header.as_bytes());
-    // Part of the body has arrived: the download is in flight when the signal lands.
+    // Part of the body has arrived: the download is in flight when the signal lands (flow
+    // control keeps the server within one stream window, 1 MiB, of what was read).
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 64 * 1024];
     let mut received = 0;

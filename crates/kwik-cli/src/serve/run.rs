@@ -106,6 +106,13 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
         None
     };
 
+    #[cfg(feature = "profiling")]
+    let profiling = start_profiling(&config).await?;
+    #[cfg(not(feature = "profiling"))]
+    if config.profiling.enabled {
+        warn!("[profiling] enabled = true, but kwik was built without the `profiling` feature");
+    }
+
     let sessions = Arc::new(Sessions::default());
     let buffers = BufferPool::builder()
         .buffer_size(config.buffer_pool.buffer_size.as_usize())
@@ -181,8 +188,41 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
             .await
             .context("metrics endpoint shutdown")?;
     }
+    #[cfg(feature = "profiling")]
+    if let Some(server) = profiling {
+        server
+            .shutdown()
+            .await
+            .context("profiling endpoint shutdown")?;
+    }
     info!("kwik serve stopped");
     Ok(())
+}
+
+/// Starts the pprof endpoint when `[profiling] enabled`.
+#[cfg(feature = "profiling")]
+async fn start_profiling(
+    config: &PerformanceConfig,
+) -> anyhow::Result<Option<kwik_metrics::ProfilingServer>> {
+    let profiling = &config.profiling;
+    if !profiling.enabled {
+        return Ok(None);
+    }
+    let mut addr = profiling.listen;
+    if let Some(port) = profiling.pprof_port {
+        addr.set_port(port);
+    }
+    let server = kwik_metrics::ProfilingServer::builder()
+        .addr(addr)
+        .frequency(profiling.sample_rate)
+        .start()
+        .await
+        .context("cannot start the profiling endpoint")?;
+    println!(
+        "profiling on http://{}/debug/pprof/profile",
+        server.local_addr()
+    );
+    Ok(Some(server))
 }
 
 /// Accepts sessions until the listener closes; each session's streams are served in `streams`.

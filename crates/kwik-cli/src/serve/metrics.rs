@@ -1,10 +1,12 @@
 //! The services' metrics in Prometheus: per-route request families through
-//! [`RequestObserver`], and the response cache and chunk buffers as a stats collector.
+//! [`RequestObserver`], the response cache and chunk buffers as a stats collector, and the
+//! transport's session events through its [`Observer`](kwik_transport::Observer) hook.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kwik_metrics::{Metrics, RouteMetrics, Stat};
+use kwik_metrics::{Metrics, Role, RouteMetrics, Stat, TransportMetrics};
+use kwik_transport::CloseReason;
 
 use super::Services;
 use super::observe::{RequestObserver, Route};
@@ -34,6 +36,46 @@ impl PrometheusObserver {
 impl RequestObserver for PrometheusObserver {
     fn observe(&self, route: Route, elapsed: Duration, ok: bool) {
         self.routes[route.index()].observe(elapsed, ok);
+    }
+}
+
+/// Feeds the session, path and RTT families of `kwik_*` from the transport's events.
+pub(crate) struct TransportObserver {
+    metrics: TransportMetrics,
+}
+
+impl TransportObserver {
+    /// Records into `metrics`' transport families.
+    pub(crate) fn new(metrics: &Metrics) -> Self {
+        Self {
+            metrics: metrics.transport().clone(),
+        }
+    }
+}
+
+fn role(client: bool) -> Role {
+    if client { Role::Client } else { Role::Server }
+}
+
+impl kwik_transport::Observer for TransportObserver {
+    fn session_opened(&self, client: bool) {
+        self.metrics.session_opened(role(client));
+    }
+
+    fn session_closed(&self, client: bool, _reason: &CloseReason) {
+        self.metrics.session_closed(role(client));
+    }
+
+    fn path_added(&self, _path_id: u64, _remote: std::net::SocketAddr) {
+        self.metrics.paths_active().inc();
+    }
+
+    fn path_removed(&self, _path_id: u64) {
+        self.metrics.paths_active().dec();
+    }
+
+    fn rtt_sample(&self, _path_id: u64, rtt: Duration) {
+        self.metrics.observe_rtt(rtt);
     }
 }
 

@@ -4,9 +4,6 @@
 //! ([`http`]), echo, or a byte range of a file ([`file`]). docs/serve.md specifies the wire
 //! format. Everything here works over any `AsyncRead + AsyncWrite` stream, so it is tested over
 //! in-memory pipes; the subcommand plugs it into the kwik runtime's streams.
-// The runtime glue (the `serve` subcommand) lands with the facade; until then only the tests
-// drive these services.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 mod dispatch;
 mod file;
@@ -14,6 +11,7 @@ mod http;
 mod metrics;
 mod observe;
 mod path;
+mod run;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -28,8 +26,9 @@ use kwik_cache::BytesCache;
 use kwik_config::CacheConfig;
 use tokio::time::Instant;
 
-pub(crate) use self::dispatch::{ServeError, serve_stream};
+pub(crate) use self::dispatch::serve_stream;
 pub(crate) use self::observe::{RequestObserver, Route, RouteCounters};
+pub(crate) use self::run::{ServeArgs, run};
 pub(crate) use self::status::{RuntimeStatus, StatusSnapshot, StatusSource};
 
 /// Default time a client has to send a request line or head (and a keep-alive connection may
@@ -161,6 +160,7 @@ impl ServicesBuilder {
 
     /// Static files up to this size are cached; larger ones are streamed from disk. Default
     /// [`DEFAULT_MAX_CACHED_FILE`].
+    #[cfg(test)]
     pub(crate) fn max_cached_file(mut self, bytes: u64) -> Self {
         self.max_cached_file = bytes;
         self

@@ -9,6 +9,7 @@ use kwik_buffer::BufferPool;
 use kwik_cache::BytesCache;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use super::dispatch::ServeError;
 use super::http::{MAX_BODY, MAX_HEAD};
 use super::*;
 

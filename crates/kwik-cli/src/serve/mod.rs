@@ -3,7 +3,7 @@
 //! The first bytes of a stream pick its service ([`dispatch`]): HTTP/1.1 with keep-alive
 //! ([`http`]), echo, or a byte range of a file ([`file`]). docs/serve.md specifies the wire
 //! format. Everything here works over any `AsyncRead + AsyncWrite` stream, so it is tested over
-//! in-memory pipes; the subcommand plugs it into the kwik runtime's streams.
+//! in-memory pipes; [`run`] plugs it into the streams of kwik-transport sessions.
 
 mod dispatch;
 mod file;

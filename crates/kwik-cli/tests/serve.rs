@@ -371,3 +371,31 @@ async fn download_throughput() {
     session.close(ErrorCode::NO_ERROR, "done");
     assert!(server.terminate().success());
 }
+
+#[test]
+fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
+    let no_tls = Command::new(env!("CARGO_BIN_EXE_kwik"))
+        .args(["serve", "--listen=127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(no_tls.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_tls.stderr).contains("--insecure-dev-self-signed"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("performance.toml");
+    std::fs::write(&config, "[cache]\nttl = 5\n").unwrap();
+    let bad_config = Command::new(env!("CARGO_BIN_EXE_kwik"))
+        .args([
+            "serve",
+            "--insecure-dev-self-signed",
+            "--listen=127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(bad_config.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_config.stderr);
+    assert!(stderr.contains("ttl"), "{stderr}");
+    assert!(bad_config.stdout.is_empty(), "nothing was started");
+}

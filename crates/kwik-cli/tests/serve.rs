@@ -399,3 +399,41 @@ fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
     assert!(stderr.contains("ttl"), "{stderr}");
     assert!(bad_config.stdout.is_empty(), "nothing was started");
 }
+
+#[test]
+fn json_logs_when_logging_format_is_json() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kwik"))
+        .args([
+            "serve",
+            "--insecure-dev-self-signed",
+            "--listen=127.0.0.1:0",
+        ])
+        .env("KWIK_METRICS_ENABLED", "false")
+        .env("KWIK_LOGGING_FORMAT", "json")
+        .env("KWIK_LOGGING_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"kwik serve started"), "{messages:?}");
+    assert!(messages.contains(&"kwik serve stopped"), "{messages:?}");
+}

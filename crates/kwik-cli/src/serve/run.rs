@@ -139,6 +139,8 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
     let addr = args.listen.unwrap_or(config.transport.listen);
     let listener = kwik_transport::listen(addr, &server_config)
         .with_context(|| format!("cannot listen on {addr}"))?;
+    // Watch the signals before announcing the address: whoever reads the line may signal at once.
+    let mut signals = ShutdownSignals::new()?;
     // Scripts and tests read this line to find the ephemeral port.
     println!("listening on {}", listener.local_addr());
     info!(addr = %listener.local_addr(), root = ?args.root, "kwik serve started");
@@ -148,7 +150,7 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
     let session_tasks = TaskTracker::new();
     tokio::select! {
         () = accept_sessions(&listener, &sessions, &services, &stop, &streams, &session_tasks) => {}
-        signal = shutdown_signal() => info!(signal = signal?, "stopping: no new sessions or streams"),
+        signal = signals.recv() => info!(signal = signal?, "stopping: no new sessions or streams"),
     }
 
     // Drain: refuse new connections and streams, let the streams in flight finish. A finished
@@ -264,23 +266,45 @@ async fn accept_sessions(
     }
 }
 
-/// Waits for SIGINT or SIGTERM; returns the signal's name.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+/// SIGINT and SIGTERM, watched from creation on: a signal that arrives before anyone awaits
+/// [`ShutdownSignals::recv`] is still seen (instead of killing the process).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => Ok("SIGINT"),
-            _ = term.recv() => Ok("SIGTERM"),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot watch Ctrl-C")?;
-        Ok("SIGINT")
+
+    /// Waits for the next signal; returns its name.
+    async fn recv(&mut self) -> anyhow::Result<&'static str> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Ok("SIGINT"),
+                _ = self.terminate.recv() => Ok("SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot watch Ctrl-C")?;
+            Ok("SIGINT")
+        }
     }
 }
 

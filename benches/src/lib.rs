@@ -5,6 +5,8 @@
 //! measured by the helpers here, never typed in.
 #![warn(missing_docs)]
 
+pub mod pool_dispatch;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -27,3 +27,41 @@ pub enum BuildError {
         max_pooled: usize,
     },
 }
+
+/// Why a [`SizedBufferPool`](crate::SizedBufferPool) builder rejected its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SizedBuildError {
+    /// The list of size classes was empty.
+    #[error("at least one size class is required")]
+    NoClasses,
+    /// Two size classes had the same buffer size.
+    #[error("size class {size} is listed twice")]
+    DuplicateClass {
+        /// The repeated buffer size.
+        size: usize,
+    },
+    /// One class's pool could not be built.
+    #[error("size class {size}: {source}")]
+    Class {
+        /// The class's buffer size.
+        size: usize,
+        /// Why its pool was rejected.
+        #[source]
+        source: BuildError,
+    },
+}
+
+/// Why [`SizedBufferPool::get`](crate::SizedBufferPool::get) could not hand out a buffer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// No size class is large enough for the requested capacity.
+    #[error("requested capacity {requested} exceeds the largest size class ({largest} bytes)")]
+    TooLarge {
+        /// The capacity asked for.
+        requested: usize,
+        /// The largest class's buffer size.
+        largest: usize,
+    },
+}

@@ -32,9 +32,15 @@
 #![warn(missing_docs)]
 
 mod error;
+mod local;
+mod object;
 mod pool;
+mod sized;
 mod stats;
+mod tally;
 
-pub use crate::error::BuildError;
+pub use crate::error::{BuildError, GetError, SizedBuildError};
+pub use crate::object::{ObjectPool, ObjectPoolBuilder, ObjectStats, Pooled};
 pub use crate::pool::{BufferPool, Builder, MAX_BUFFER_SIZE, PooledBuf};
+pub use crate::sized::{SizedBufferPool, SizedBuilder};
 pub use crate::stats::Stats;

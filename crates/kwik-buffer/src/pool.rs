@@ -19,13 +19,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
-use crossbeam_utils::CachePadded;
 
+use crate::local::{self, Table, ThreadCache};
+use crate::tally::{Budget, Event, Tallies, ThreadTally};
 use crate::{BuildError, Stats};
 
 /// The largest `buffer_size` a pool accepts (1 GiB): far above any packet or read size, and low
@@ -41,9 +42,6 @@ const DEFAULT_THREAD_CACHE: usize = 32;
 /// How many frozen handles a `get` inspects before allocating. Bounds the work done under the
 /// lock when the application keeps many frozen `Bytes` alive for a long time.
 const FROZEN_PROBES: usize = 4;
-
-/// Distinguishes pools in the per-thread cache table; never reused, unlike an address.
-static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A pool of fixed-size byte buffers that hands out [`PooledBuf`]s and takes them back on drop.
 ///
@@ -109,10 +107,11 @@ impl BufferPool {
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
     pub fn get(&self) -> PooledBuf {
+        let mut buf = BytesMut::new();
+        self.inner.take(&mut buf);
         PooledBuf {
-            buf: self.inner.take(),
-            pool: Arc::clone(&self.inner),
-            returned: false,
+            buf,
+            pool: Some(Arc::clone(&self.inner)),
         }
     }
 
@@ -288,16 +287,17 @@ impl Builder {
         }
         Ok(BufferPool {
             inner: Arc::new(Inner {
-                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                id: local::next_id(),
                 buffer_size: self.buffer_size,
                 max_pooled: self.max_pooled,
                 thread_cache: self.thread_cache,
-                pooled: CachePadded::new(AtomicUsize::new(0)),
-                counters: CachePadded::new(Counters::default()),
+                budget: Budget::new(self.max_pooled),
+                tallies: Tallies::default(),
                 shared: Mutex::new(FreeList {
                     ready: Vec::new(),
                     frozen: VecDeque::new(),
                 }),
+                shared_len: AtomicUsize::new(0),
             }),
         })
     }
@@ -323,9 +323,8 @@ impl Builder {
 /// ```
 pub struct PooledBuf {
     buf: BytesMut,
-    pool: Arc<Inner>,
-    /// Set once the storage went back (by `freeze`), so that `Drop` does not return it twice.
-    returned: bool,
+    /// Taken when the storage goes back (by `freeze` or `Drop`), so it goes back once.
+    pool: Option<Arc<Inner>>,
 }
 
 impl PooledBuf {
@@ -356,23 +355,19 @@ impl PooledBuf {
         }
         // `split` leaves `self.buf` as an empty handle on the rest of the same storage; the pool
         // keeps that handle and reclaims the storage once the `Bytes` are gone.
-        let grown = self.buf.capacity() > self.pool.buffer_size;
+        let Some(pool) = self.pool.take() else {
+            return self.buf.split().freeze();
+        };
+        let grown = self.buf.capacity() > pool.buffer_size;
         let bytes = self.buf.split().freeze();
         if grown {
             // Writes outgrew the class size: keeping a handle would only hold a slot for storage
             // the pool will not reuse. The last `Bytes` frees it.
-            self.returned = true;
-            self.pool.put_oversized();
+            pool.put_oversized();
         } else {
-            self.give_back(true);
+            pool.put(&mut self.buf, true);
         }
         bytes
-    }
-
-    fn give_back(&mut self, frozen: bool) {
-        self.returned = true;
-        let buf = mem::take(&mut self.buf);
-        self.pool.put(buf, frozen);
     }
 }
 
@@ -437,8 +432,8 @@ impl fmt::Debug for PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if !self.returned {
-            self.give_back(false);
+        if let Some(pool) = self.pool.take() {
+            pool.put(&mut self.buf, false);
         }
     }
 }
@@ -449,21 +444,13 @@ struct Inner {
     buffer_size: usize,
     max_pooled: usize,
     thread_cache: usize,
-    /// Buffers retained anywhere (thread caches and the shared list). A slot is reserved here
-    /// *before* a buffer is retained, so `max_pooled` holds under any interleaving.
-    pooled: CachePadded<AtomicUsize>,
-    counters: CachePadded<Counters>,
+    /// Slots of `max_pooled`: every retained buffer holds one, in the shared list or as a
+    /// thread cache's credit, so the bound holds under any interleaving.
+    budget: Budget,
+    tallies: Tallies,
     shared: Mutex<FreeList>,
-}
-
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    returns: AtomicU64,
-    dropped: AtomicU64,
-    oversized: AtomicU64,
-    detached: AtomicU64,
+    /// Buffers in `shared`, mirrored for [`Stats`] without taking the lock.
+    shared_len: AtomicUsize,
 }
 
 struct FreeList {
@@ -474,60 +461,193 @@ struct FreeList {
     frozen: VecDeque<BytesMut>,
 }
 
-impl Inner {
-    fn take(self: &Arc<Self>) -> BytesMut {
-        let found = if self.thread_cache > 0 {
-            with_local_cache(self, |cache| cache.pop().or_else(|| self.refill(cache)))
-                .unwrap_or_else(|| self.take_shared())
-        } else {
-            self.take_shared()
+/// One thread's share of a pool.
+struct LocalCache {
+    /// Weak, so that a thread cache never keeps a dropped pool alive.
+    pool: Weak<Inner>,
+    ready: Vec<BytesMut>,
+    frozen: VecDeque<BytesMut>,
+    /// Budget slots this thread holds: one per buffer in `ready` and `frozen`, plus spares that
+    /// let the next returns skip the shared budget.
+    credits: usize,
+    tally: Arc<ThreadTally>,
+}
+
+impl LocalCache {
+    fn held(&self) -> usize {
+        self.ready.len() + self.frozen.len()
+    }
+
+    fn spare(&self) -> usize {
+        self.credits - self.held()
+    }
+}
+
+impl ThreadCache for LocalCache {
+    fn pool_alive(&self) -> bool {
+        self.pool.strong_count() > 0
+    }
+}
+
+thread_local! {
+    static CACHES: Table<LocalCache> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for LocalCache {
+    /// A dying thread hands its buffers to the shared list, where they stay counted, and gives
+    /// back its spare slots and its counts.
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
         };
+        self.tally.set_cached(0);
+        let spare = self.spare();
+        pool.with_shared(|shared| {
+            shared.ready.append(&mut self.ready);
+            shared.frozen.append(&mut self.frozen);
+        });
+        pool.budget.release(spare);
+        pool.tallies.retire(&self.tally);
+    }
+}
+
+impl Inner {
+    /// Puts a buffer into `out` (an empty `BytesMut::new()`). Written in place rather than
+    /// returned: moving a `BytesMut` out through the thread-local's `Option` wrappers cost more
+    /// than the rest of the hit path.
+    fn take(self: &Arc<Self>, out: &mut BytesMut) {
+        let cached = local::with(
+            &CACHES,
+            self.id,
+            || self.new_cache(),
+            |cache| match cache.ready.pop() {
+                Some(buf) => {
+                    *out = buf;
+                    self.after_hit(cache);
+                }
+                None => *out = self.take_cached_slow(cache),
+            },
+        );
+        if cached.is_none() {
+            *out = self.take_uncached();
+        }
+    }
+
+    #[cold]
+    fn take_cached_slow(&self, cache: &mut LocalCache) -> BytesMut {
+        let found = self
+            .reclaim_local_frozen(cache)
+            .or_else(|| self.refill(cache));
         match found {
             Some(buf) => {
-                self.pooled.fetch_sub(1, Ordering::Relaxed);
-                bump(&self.counters.hits);
+                self.after_hit(cache);
                 buf
             }
             None => {
-                bump(&self.counters.misses);
+                cache.tally.add(Event::Miss);
                 self.allocate()
             }
         }
     }
 
-    /// Moves up to half a thread cache of ready buffers from the shared list into `cache` in
-    /// one lock acquisition, then takes one (or a reclaimed frozen handle).
-    fn refill(&self, cache: &mut Vec<BytesMut>) -> Option<BytesMut> {
-        let mut shared = self.lock_shared();
-        let batch = (self.thread_cache / 2).max(1).min(shared.ready.len());
-        let from = shared.ready.len() - batch;
-        cache.extend(shared.ready.drain(from..));
-        cache.pop().or_else(|| self.reclaim_frozen(&mut shared))
-    }
-
-    fn take_shared(&self) -> Option<BytesMut> {
-        let mut shared = self.lock_shared();
-        match shared.ready.pop() {
-            Some(buf) => Some(buf),
-            None => self.reclaim_frozen(&mut shared),
+    fn after_hit(&self, cache: &mut LocalCache) {
+        cache.tally.add(Event::Hit);
+        // The buffer's slot is now a spare; keep a few for the next returns, give back the rest.
+        let spare = cache.spare();
+        if spare > self.thread_cache {
+            let give = spare - self.thread_cache / 2;
+            cache.credits -= give;
+            self.budget.release(give);
         }
+        cache.tally.set_cached(cache.held());
     }
 
-    /// Looks at the oldest few frozen handles and returns the first whose `Bytes` are all gone.
-    fn reclaim_frozen(&self, shared: &mut FreeList) -> Option<BytesMut> {
-        for _ in 0..FROZEN_PROBES.min(shared.frozen.len()) {
-            let mut buf = shared.frozen.pop_front()?;
-            if !buf.try_reclaim(self.buffer_size) {
-                shared.frozen.push_back(buf);
-            } else if buf.capacity() == self.buffer_size {
-                return Some(buf);
-            } else {
-                // Replaced by its user before `freeze`: not storage of this pool's size.
-                self.pooled.fetch_sub(1, Ordering::Relaxed);
-                bump(&self.counters.oversized);
+    /// Looks at this thread's oldest few frozen handles for one whose `Bytes` are all gone.
+    fn reclaim_local_frozen(&self, cache: &mut LocalCache) -> Option<BytesMut> {
+        for _ in 0..FROZEN_PROBES.min(cache.frozen.len()) {
+            let buf = cache.frozen.pop_front()?;
+            match self.reclaim(buf) {
+                Reclaim::Ready(buf) => return Some(buf),
+                Reclaim::InUse(buf) => cache.frozen.push_back(buf),
+                // Its slot stays with this thread as a spare.
+                Reclaim::WrongSize => cache.tally.add(Event::Oversized),
             }
         }
         None
+    }
+
+    /// Moves up to half a thread cache of ready buffers from the shared list into `cache` in one
+    /// lock acquisition and takes one, or else a reclaimed shared frozen handle. The slots of
+    /// the moved buffers become this thread's credits.
+    fn refill(&self, cache: &mut LocalCache) -> Option<BytesMut> {
+        self.with_shared(|shared| {
+            let batch = (self.thread_cache / 2).max(1).min(shared.ready.len());
+            let from = shared.ready.len() - batch;
+            cache.ready.extend(shared.ready.drain(from..));
+            cache.credits += batch;
+            if let Some(buf) = cache.ready.pop() {
+                return Some(buf);
+            }
+            let (buf, wrong_size) = self.reclaim_shared_frozen(shared);
+            cache.credits += wrong_size + usize::from(buf.is_some());
+            for _ in 0..wrong_size {
+                cache.tally.add(Event::Oversized);
+            }
+            buf
+        })
+    }
+
+    /// Takes from the shared list with no thread cache (the thread is exiting). The buffer's
+    /// slot goes back to the budget.
+    fn take_uncached(&self) -> BytesMut {
+        let (found, wrong_size) = self.with_shared(|shared| match shared.ready.pop() {
+            Some(buf) => (Some(buf), 0),
+            None => self.reclaim_shared_frozen(shared),
+        });
+        self.budget.release(wrong_size);
+        for _ in 0..wrong_size {
+            self.tallies.add_shared(Event::Oversized);
+        }
+        match found {
+            Some(buf) => {
+                self.budget.release(1);
+                self.tallies.add_shared(Event::Hit);
+                buf
+            }
+            None => {
+                self.tallies.add_shared(Event::Miss);
+                self.allocate()
+            }
+        }
+    }
+
+    /// Looks at the oldest few shared frozen handles for one whose `Bytes` are all gone. Also
+    /// returns how many it discarded for a wrong size; their slots pass to the caller.
+    fn reclaim_shared_frozen(&self, shared: &mut FreeList) -> (Option<BytesMut>, usize) {
+        let mut wrong_size = 0;
+        for _ in 0..FROZEN_PROBES.min(shared.frozen.len()) {
+            let Some(buf) = shared.frozen.pop_front() else {
+                break;
+            };
+            match self.reclaim(buf) {
+                Reclaim::Ready(buf) => return (Some(buf), wrong_size),
+                Reclaim::InUse(buf) => shared.frozen.push_back(buf),
+                Reclaim::WrongSize => wrong_size += 1,
+            }
+        }
+        (None, wrong_size)
+    }
+
+    /// Tries to make a frozen handle's whole storage usable again.
+    fn reclaim(&self, mut buf: BytesMut) -> Reclaim {
+        if !buf.try_reclaim(self.buffer_size) {
+            Reclaim::InUse(buf)
+        } else if buf.capacity() == self.buffer_size {
+            Reclaim::Ready(buf)
+        } else {
+            // Replaced by its user before `freeze`: not storage of this pool's size.
+            Reclaim::WrongSize
+        }
     }
 
     fn allocate(&self) -> BytesMut {
@@ -538,86 +658,199 @@ impl Inner {
         buf
     }
 
-    /// Takes a buffer back. `frozen` says it is the handle left by [`PooledBuf::freeze`], whose
-    /// `Bytes` may still be alive; any other handle that cannot be reclaimed at once has had
-    /// parts split off by its user, and is let go (the last part frees the storage).
-    fn put(self: &Arc<Self>, mut buf: BytesMut, frozen: bool) {
-        bump(&self.counters.returns);
+    /// Takes a buffer back, leaving `buf` empty. `frozen` says it is the handle left by
+    /// [`PooledBuf::freeze`], whose `Bytes` may still be alive; any other handle that cannot be
+    /// reclaimed at once has had parts split off by its user, and is let go (the last part frees
+    /// the storage). The buffer is judged and moved in place: this is the hot path.
+    fn put(self: &Arc<Self>, buf: &mut BytesMut, frozen: bool) {
+        let verdict = self.judge(buf, frozen);
+        let cached = local::with(
+            &CACHES,
+            self.id,
+            || self.new_cache(),
+            |cache| self.put_cached(cache, buf, verdict),
+        );
+        if cached.is_none() {
+            self.put_uncached(buf, verdict);
+        }
+    }
+
+    /// Decides what becomes of a returned buffer. A `Ready` buffer may still have a length: it
+    /// is cleared where it is stored (writing the length here, just before the buffer is moved,
+    /// would stall the move on a store-to-load forward).
+    fn judge(&self, buf: &mut BytesMut, frozen: bool) -> Verdict {
+        if buf.capacity() == self.buffer_size {
+            // The handle spans `buffer_size` bytes from its start: `BytesMut` guarantees no
+            // other handle can see any of them, whatever the reference count says.
+            return Verdict::Ready;
+        }
         buf.clear();
         if !buf.try_reclaim(self.buffer_size) {
-            if !frozen {
-                bump(&self.counters.detached);
-            } else if self.reserve_slot() {
-                self.lock_shared().frozen.push_back(buf);
+            if frozen {
+                Verdict::Frozen
+            } else {
+                Verdict::Detached
             }
-            return;
+        } else if buf.capacity() != self.buffer_size {
+            Verdict::Oversized
+        } else {
+            Verdict::Ready
         }
-        if buf.capacity() != self.buffer_size {
-            bump(&self.counters.oversized);
-            return;
+    }
+
+    fn put_cached(&self, cache: &mut LocalCache, buf: &mut BytesMut, verdict: Verdict) {
+        cache.tally.add(Event::Return);
+        let ready = match verdict {
+            Verdict::Ready => true,
+            Verdict::Frozen => false,
+            Verdict::Oversized => return cache.tally.add(Event::Oversized),
+            Verdict::Detached => return cache.tally.add(Event::Detached),
+        };
+        if cache.spare() == 0 {
+            let granted = self.budget.reserve((self.thread_cache / 4).max(1));
+            if granted == 0 {
+                return cache.tally.add(Event::Dropped);
+            }
+            cache.credits += granted;
         }
-        if !self.reserve_slot() {
-            return;
+        if ready && cache.ready.len() < self.thread_cache {
+            cache.ready.push(mem::take(buf));
+            if let Some(stored) = cache.ready.last_mut() {
+                stored.clear();
+            }
+            cache.tally.set_cached(cache.held());
+        } else {
+            buf.clear();
+            self.put_cached_slow(cache, mem::take(buf), ready);
         }
-        let mut slot = Some(buf);
-        if self.thread_cache > 0 {
-            with_local_cache(self, |cache| {
-                if let Some(buf) = slot.take() {
-                    if cache.len() >= self.thread_cache {
-                        self.spill(cache);
+    }
+
+    /// A frozen handle, or a ready buffer that finds this thread's cache full.
+    #[cold]
+    fn put_cached_slow(&self, cache: &mut LocalCache, buf: BytesMut, ready: bool) {
+        let full = if ready {
+            cache.ready.len() >= self.thread_cache
+        } else {
+            cache.frozen.len() >= self.thread_cache
+        };
+        if full {
+            // Move the older half (or, with no thread cache, just this buffer) to the shared list
+            // in one lock acquisition; their slots go with them.
+            let held = if ready {
+                cache.ready.len()
+            } else {
+                cache.frozen.len()
+            };
+            let batch = if self.thread_cache == 0 {
+                0
+            } else {
+                (self.thread_cache / 2).max(1).min(held)
+            };
+            self.with_shared(|shared| {
+                if ready {
+                    shared.ready.extend(cache.ready.drain(..batch));
+                } else {
+                    shared.frozen.extend(cache.frozen.drain(..batch));
+                }
+                if self.thread_cache == 0 {
+                    if ready {
+                        shared.ready.push(buf);
+                    } else {
+                        shared.frozen.push_back(buf);
                     }
-                    cache.push(buf);
+                    cache.credits -= 1;
+                } else if ready {
+                    cache.ready.push(buf);
+                } else {
+                    cache.frozen.push_back(buf);
                 }
             });
+            cache.credits -= batch;
+        } else if ready {
+            cache.ready.push(buf);
+        } else {
+            cache.frozen.push_back(buf);
         }
-        if let Some(buf) = slot {
-            self.lock_shared().ready.push(buf);
+        cache.tally.set_cached(cache.held());
+    }
+
+    /// Returns with no thread cache (the thread is exiting): straight to the shared list.
+    #[cold]
+    fn put_uncached(&self, buf: &mut BytesMut, verdict: Verdict) {
+        self.tallies.add_shared(Event::Return);
+        let ready = match verdict {
+            Verdict::Ready => true,
+            Verdict::Frozen => false,
+            Verdict::Oversized => return self.tallies.add_shared(Event::Oversized),
+            Verdict::Detached => return self.tallies.add_shared(Event::Detached),
+        };
+        if self.budget.reserve(1) == 0 {
+            return self.tallies.add_shared(Event::Dropped);
+        }
+        buf.clear();
+        let buf = mem::take(buf);
+        self.with_shared(|shared| {
+            if ready {
+                shared.ready.push(buf);
+            } else {
+                shared.frozen.push_back(buf);
+            }
+        });
+    }
+
+    /// Counts a buffer that comes back too large to be pooled, from `freeze`.
+    fn put_oversized(self: &Arc<Self>) {
+        let counted = local::with(
+            &CACHES,
+            self.id,
+            || self.new_cache(),
+            |cache| {
+                cache.tally.add(Event::Return);
+                cache.tally.add(Event::Oversized);
+            },
+        );
+        if counted.is_none() {
+            self.tallies.add_shared(Event::Return);
+            self.tallies.add_shared(Event::Oversized);
         }
     }
 
-    /// Counts a buffer that comes back too large to be pooled.
-    fn put_oversized(&self) {
-        bump(&self.counters.returns);
-        bump(&self.counters.oversized);
-    }
-
-    /// Moves the older half of a full thread cache to the shared list in one lock acquisition.
-    fn spill(&self, cache: &mut Vec<BytesMut>) {
-        let batch = (self.thread_cache / 2).max(1).min(cache.len());
-        self.lock_shared().ready.extend(cache.drain(..batch));
-    }
-
-    /// Claims room for one more retained buffer; counts a drop when the pool is full.
-    fn reserve_slot(&self) -> bool {
-        if self.pooled.fetch_add(1, Ordering::Relaxed) < self.max_pooled {
-            return true;
+    fn new_cache(self: &Arc<Self>) -> LocalCache {
+        LocalCache {
+            pool: Arc::downgrade(self),
+            ready: Vec::with_capacity(self.thread_cache),
+            frozen: VecDeque::with_capacity(self.thread_cache),
+            credits: 0,
+            tally: self.tallies.register(),
         }
-        self.pooled.fetch_sub(1, Ordering::Relaxed);
-        bump(&self.counters.dropped);
-        false
     }
 
-    fn lock_shared(&self) -> MutexGuard<'_, FreeList> {
+    /// Runs `f` under the shared list's lock and republishes its length.
+    fn with_shared<R>(&self, f: impl FnOnce(&mut FreeList) -> R) -> R {
         // The list stays consistent even if a holder panicked: every critical section is a
         // plain push, pop or move of whole buffers.
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut shared);
+        self.shared_len
+            .store(shared.ready.len() + shared.frozen.len(), Ordering::Relaxed);
+        out
     }
 
     fn stats(&self) -> Stats {
-        let c = &self.counters;
-        let hits = c.hits.load(Ordering::Relaxed);
-        let misses = c.misses.load(Ordering::Relaxed);
-        let returns = c.returns.load(Ordering::Relaxed);
+        let totals = self.tallies.read();
+        let hits = totals.get(Event::Hit);
+        let misses = totals.get(Event::Miss);
+        let returns = totals.get(Event::Return);
         let gets = hits + misses;
-        let pooled = self.pooled.load(Ordering::Relaxed).min(self.max_pooled) as u64;
+        let pooled = (self.shared_len.load(Ordering::Relaxed) + totals.cached) as u64;
         Stats {
             gets,
             hits,
             misses,
             returns,
-            dropped: c.dropped.load(Ordering::Relaxed),
-            oversized: c.oversized.load(Ordering::Relaxed),
-            detached: c.detached.load(Ordering::Relaxed),
+            dropped: totals.get(Event::Dropped),
+            oversized: totals.get(Event::Oversized),
+            detached: totals.get(Event::Detached),
             outstanding: gets.saturating_sub(returns),
             pooled,
             pooled_bytes: pooled * self.buffer_size as u64,
@@ -625,62 +858,27 @@ impl Inner {
     }
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+/// What [`Inner::judge`] decided for a returned buffer.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Reusable now.
+    Ready,
+    /// A frozen handle whose `Bytes` may be alive: keep it and reclaim it later.
+    Frozen,
+    /// Its capacity is not the pool's buffer size: let go.
+    Oversized,
+    /// Parts split off it still reference the storage: let go.
+    Detached,
 }
 
-thread_local! {
-    static LOCAL_CACHES: RefCell<LocalCaches> = const { RefCell::new(LocalCaches(Vec::new())) };
-}
-
-/// This thread's caches, one per pool it has touched.
-struct LocalCaches(Vec<LocalCache>);
-
-struct LocalCache {
-    pool_id: u64,
-    /// Weak, so that a thread cache never keeps a dropped pool alive.
-    pool: Weak<Inner>,
-    ready: Vec<BytesMut>,
-}
-
-/// Runs `f` on this thread's cache for `pool`, creating it on first use. Returns `None` without
-/// calling `f` when the thread-local is unavailable (the thread is exiting) or already borrowed.
-fn with_local_cache<R>(pool: &Arc<Inner>, f: impl FnOnce(&mut Vec<BytesMut>) -> R) -> Option<R> {
-    LOCAL_CACHES
-        .try_with(|caches| {
-            let mut caches = caches.try_borrow_mut().ok()?;
-            let index = match caches.0.iter().position(|c| c.pool_id == pool.id) {
-                Some(index) => index,
-                None => {
-                    // Forget the caches of pools that no longer exist before adding one.
-                    caches.0.retain(|c| c.pool.strong_count() > 0);
-                    caches.0.push(LocalCache {
-                        pool_id: pool.id,
-                        pool: Arc::downgrade(pool),
-                        ready: Vec::with_capacity(pool.thread_cache),
-                    });
-                    caches.0.len() - 1
-                }
-            };
-            Some(f(&mut caches.0[index].ready))
-        })
-        .ok()
-        .flatten()
-}
-
-impl Drop for LocalCaches {
-    /// A dying thread hands its cached buffers to the shared list (they stay counted as pooled),
-    /// so no buffer is lost with the thread.
-    fn drop(&mut self) {
-        for cache in self.0.drain(..) {
-            if cache.ready.is_empty() {
-                continue;
-            }
-            if let Some(pool) = cache.pool.upgrade() {
-                pool.lock_shared().ready.extend(cache.ready);
-            }
-        }
-    }
+/// What [`Inner::reclaim`] found.
+enum Reclaim {
+    /// The whole storage is reusable.
+    Ready(BytesMut),
+    /// `Bytes` still reference it: try again later.
+    InUse(BytesMut),
+    /// Not storage of this pool's size: let go.
+    WrongSize,
 }
 
 #[cfg(test)]

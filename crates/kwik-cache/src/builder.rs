@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn default_shards_respect_small_bounds() {
         assert_eq!(default_shards(Some(10), None), 1);
-        assert_eq!(default_shards(Some(128), None).min(2), 2.min(default_shards(None, None)));
+        assert_eq!(
+            default_shards(Some(128), None).min(2),
+            2.min(default_shards(None, None))
+        );
         assert!(default_shards(Some(1_000_000), None).is_power_of_two());
         assert_eq!(default_shards(None, Some(1)), 1);
         assert_eq!(floor_power_of_two(100), 64);

@@ -29,6 +29,8 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 #[repr(align(128))]
 struct Padded<T>(T);
 
+type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
+
 /// A concurrent cache with exact LRU eviction per shard, TTLs, weights and single-flight loading.
 ///
 /// Keys are spread over independently locked shards by hash. Within a shard, eviction order is
@@ -54,7 +56,7 @@ struct Padded<T>(T);
 /// assert_eq!(cache.get_or_load("question", || 7), 7);
 /// ```
 pub struct Cache<K, V> {
-    shards: Box<[Padded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[LockedShard<K, V>]>,
     shard_mask: usize,
     hasher: RandomState,
     clock: Arc<dyn Clock>,
@@ -221,7 +223,12 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// assert_eq!(cache.get(&"session"), None);
     /// assert_eq!(cache.get(&"config"), Some(2));
     /// ```
-    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> Result<(), InsertError<K, V>> {
+    pub fn insert_with_ttl(
+        &self,
+        key: K,
+        value: V,
+        ttl: Duration,
+    ) -> Result<(), InsertError<K, V>> {
         self.insert_inner(key, value, Some(ttl))
     }
 
@@ -305,6 +312,7 @@ impl<K: Hash + Eq, V> Cache<K, V> {
     /// ```
     /// let cache = kwik_cache::Cache::builder()
     ///     .max_weight(100)
+    ///     .shards(1) // the whole budget in one shard: entries up to 100 fit
     ///     .weigher(|_k: &u8, v: &Vec<u8>| v.len() as u32)
     ///     .build()
     ///     .unwrap();
@@ -395,7 +403,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// once per key: the other callers wait for its result.
     ///
     /// The value is cached (with the cache's TTL) unless it is too heavy, in which case it is
-    /// still returned to every caller.
+    /// still returned to every caller. No lock is held while `init` runs, so it may use the
+    /// cache, but it must not load the same key (it would wait for itself).
     ///
     /// # Examples
     ///
@@ -540,11 +549,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         Join::Lead(flight)
     }
 
-    fn lead(
-        &self,
-        hash: u64,
-        flight: Arc<Flight<V>>,
-    ) -> Lead<V, impl FnMut(&Arc<Flight<V>>) + '_> {
+    fn lead(&self, hash: u64, flight: Arc<Flight<V>>) -> Lead<V, impl FnMut(&Arc<Flight<V>>) + '_> {
         Lead::new(flight, move |flight| {
             self.shard(hash).lock().unregister_flight(hash, flight);
         })

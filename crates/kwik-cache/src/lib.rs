@@ -41,18 +41,18 @@
 #![warn(missing_docs)]
 
 mod builder;
-mod bytes;
 mod cache;
 mod clock;
+mod compressed;
 mod error;
 mod flight;
 mod shard;
 mod stats;
 
 pub use crate::builder::{CacheBuilder, MAX_SHARDS};
-pub use crate::bytes::{BytesCache, BytesCacheBuilder, DEFAULT_COMPRESSION_THRESHOLD};
 pub use crate::cache::{Cache, SWEEP_BUDGET_PER_SHARD};
 pub use crate::clock::{Clock, MockClock, SystemClock};
+pub use crate::compressed::{BytesCache, BytesCacheBuilder, DEFAULT_COMPRESSION_THRESHOLD};
 pub use crate::error::{BuildError, InsertError};
 pub use crate::shard::EvictionCause;
 pub use crate::stats::Stats;

@@ -64,8 +64,10 @@ struct Link {
     next: u32,
 }
 
-/// Event counters of one shard, summed into [`Stats`](crate::Stats) on demand.
+/// Event counters of one shard, summed into [`Stats`](crate::Stats) on demand. Hits and misses
+/// first: they are the ones the hit path writes.
 #[derive(Debug, Default, Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Counters {
     pub(crate) hits: u64,
     pub(crate) misses: u64,
@@ -115,6 +117,9 @@ pub(crate) enum Inserted<K, V> {
     TooHeavy(K, V),
 }
 
+/// `repr(C)` keeps the fields a hit touches (table, slab pointers, list ends, hit/miss counters)
+/// together right after the mutex word, on the first two cache lines of the shard.
+#[repr(C)]
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
     entries: Vec<Entry<K, V>>,
@@ -123,6 +128,7 @@ pub(crate) struct Shard<K, V> {
     head: u32,
     /// Least recently used: the next victim.
     tail: u32,
+    pub(crate) counters: Counters,
     capacity: usize,
     max_weight: u64,
     weight: u64,
@@ -132,7 +138,6 @@ pub(crate) struct Shard<K, V> {
     listener: Option<Listener<K, V>>,
     /// Loads in progress (single-flight), keyed like the entries.
     pub(crate) flights: HashTable<(K, Arc<Flight<V>>)>,
-    pub(crate) counters: Counters,
 }
 
 impl<K: Hash + Eq, V> Shard<K, V> {
@@ -174,7 +179,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Forgets a finished or abandoned load (matched by identity: a newer load of the same key
     /// may already be registered).
     pub(crate) fn unregister_flight(&mut self, hash: u64, flight: &Arc<Flight<V>>) {
-        if let Ok(registered) = self.flights.find_entry(hash, |(_, f)| Arc::ptr_eq(f, flight)) {
+        if let Ok(registered) = self
+            .flights
+            .find_entry(hash, |(_, f)| Arc::ptr_eq(f, flight))
+        {
             registered.remove();
         }
     }
@@ -282,9 +290,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.push_front(idx);
         self.weight += u64::from(weight);
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| {
-            hasher.hash_one(&entries[i as usize].key)
-        });
+        self.table
+            .insert_unique(hash, idx, |&i| hasher.hash_one(&entries[i as usize].key));
         self.counters.inserts += 1;
         Inserted::New
     }

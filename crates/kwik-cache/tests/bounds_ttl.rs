@@ -44,8 +44,18 @@ fn an_oversize_entry_is_refused_and_nothing_is_evicted() {
         .unwrap();
     cache.insert("a", "x".repeat(60)).unwrap();
     let err = cache.insert("b", "y".repeat(101)).unwrap_err();
-    assert!(matches!(err, InsertError::TooHeavy { weight: 101, limit: 100, .. }));
-    assert_eq!(err.to_string(), "entry weighs 101, above the per-shard weight limit 100");
+    assert!(matches!(
+        err,
+        InsertError::TooHeavy {
+            weight: 101,
+            limit: 100,
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "entry weighs 101, above the per-shard weight limit 100"
+    );
     assert_eq!(err.into_inner(), ("b", "y".repeat(101)));
     assert!(cache.contains(&"a"));
     assert_eq!(cache.weight(), 60);
@@ -66,7 +76,10 @@ fn capacity_bound_holds_per_shard_split() {
     assert!(cache.len() <= 1_000);
     let stats = cache.stats();
     assert_eq!(stats.inserts, 50_000);
-    assert_eq!(stats.inserts - stats.evictions_by_capacity, cache.len() as u64);
+    assert_eq!(
+        stats.inserts - stats.evictions_by_capacity,
+        cache.len() as u64
+    );
 }
 
 #[test]
@@ -92,7 +105,11 @@ fn global_ttl_expires_entries_without_sleeping() {
     clock.advance(Duration::from_secs(9));
     assert_eq!(cache.get(&2), Some("b2"));
     clock.advance(Duration::from_secs(1));
-    assert_eq!(cache.remove(&2), None, "remove never returns an expired value");
+    assert_eq!(
+        cache.remove(&2),
+        None,
+        "remove never returns an expired value"
+    );
     let stats = cache.stats();
     assert_eq!(stats.expirations, 2);
     assert_eq!(stats.entries, 0);
@@ -108,8 +125,12 @@ fn per_entry_ttl_overrides_the_global_one() {
         .build()
         .unwrap();
     cache.insert("default", 1).unwrap();
-    cache.insert_with_ttl("short", 2, Duration::from_secs(1)).unwrap();
-    cache.insert_with_ttl("long", 3, Duration::from_secs(3_600)).unwrap();
+    cache
+        .insert_with_ttl("short", 2, Duration::from_secs(1))
+        .unwrap();
+    cache
+        .insert_with_ttl("long", 3, Duration::from_secs(3_600))
+        .unwrap();
     clock.advance(Duration::from_secs(1));
     assert_eq!(cache.get(&"short"), None);
     assert_eq!(cache.get(&"default"), Some(1));
@@ -117,7 +138,9 @@ fn per_entry_ttl_overrides_the_global_one() {
     assert_eq!(cache.get(&"default"), None);
     assert_eq!(cache.get(&"long"), Some(3));
     // get_or_load never returns an expired value: it reloads.
-    cache.insert_with_ttl("reload", 4, Duration::from_secs(1)).unwrap();
+    cache
+        .insert_with_ttl("reload", 4, Duration::from_secs(1))
+        .unwrap();
     clock.advance(Duration::from_secs(1));
     assert_eq!(cache.get_or_load("reload", || 5), 5);
 }
@@ -133,7 +156,9 @@ fn sweep_reclaims_expired_entries_with_bounded_work() {
         .unwrap();
     for i in 0..10_000u32 {
         let ttl = if i % 2 == 0 { 5 } else { 50 };
-        cache.insert_with_ttl(i, i, Duration::from_secs(ttl)).unwrap();
+        cache
+            .insert_with_ttl(i, i, Duration::from_secs(ttl))
+            .unwrap();
     }
     cache.insert(u32::MAX, 0).unwrap(); // no TTL
     assert_eq!(cache.run_pending_tasks(), 0);
@@ -165,8 +190,12 @@ fn writes_reclaim_expired_entries_before_evicting_live_ones() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    cache.insert_with_ttl(1, (), Duration::from_secs(1)).unwrap();
-    cache.insert_with_ttl(2, (), Duration::from_secs(1)).unwrap();
+    cache
+        .insert_with_ttl(1, (), Duration::from_secs(1))
+        .unwrap();
+    cache
+        .insert_with_ttl(2, (), Duration::from_secs(1))
+        .unwrap();
     cache.insert(3, ()).unwrap();
     cache.insert(4, ()).unwrap();
     clock.advance(Duration::from_secs(1));
@@ -182,19 +211,31 @@ fn builder_rejects_bad_settings() {
     let err = |b: kwik_cache::CacheBuilder<u8, u8>| b.build().unwrap_err();
     assert_eq!(err(Cache::builder()), BuildError::Unbounded);
     assert_eq!(err(Cache::builder().capacity(0)), BuildError::ZeroCapacity);
-    assert_eq!(err(Cache::builder().max_weight(0)), BuildError::ZeroMaxWeight);
-    assert_eq!(err(Cache::builder().capacity(9).ttl(Duration::ZERO)), BuildError::ZeroTtl);
+    assert_eq!(
+        err(Cache::builder().max_weight(0)),
+        BuildError::ZeroMaxWeight
+    );
+    assert_eq!(
+        err(Cache::builder().capacity(9).ttl(Duration::ZERO)),
+        BuildError::ZeroTtl
+    );
     assert!(matches!(
         err(Cache::builder().capacity(9).shards(3)),
         BuildError::InvalidShards { shards: 3, .. }
     ));
     assert_eq!(
         err(Cache::builder().capacity(2).shards(4)),
-        BuildError::CapacityBelowShards { capacity: 2, shards: 4 }
+        BuildError::CapacityBelowShards {
+            capacity: 2,
+            shards: 4
+        }
     );
     assert_eq!(
         err(Cache::builder().max_weight(2).shards(4)),
-        BuildError::MaxWeightBelowShards { max_weight: 2, shards: 4 }
+        BuildError::MaxWeightBelowShards {
+            max_weight: 2,
+            shards: 4
+        }
     );
 }
 
@@ -215,24 +256,40 @@ fn bytes_cache_compresses_large_values_and_counts_savings() {
 
     cache.insert(1, compressible.clone()).unwrap();
     let after_one = cache.weight();
-    assert!(after_one < compressible.len() as u64 / 4, "stored {after_one}");
+    assert!(
+        after_one < compressible.len() as u64 / 4,
+        "stored {after_one}"
+    );
     cache.insert(2, small.clone()).unwrap();
     cache.insert(3, noise.clone()).unwrap();
-    assert_eq!(cache.weight(), after_one + small.len() as u64 + noise.len() as u64);
+    assert_eq!(
+        cache.weight(),
+        after_one + small.len() as u64 + noise.len() as u64
+    );
 
     assert_eq!(cache.get(&1), Some(compressible.clone()));
     assert_eq!(cache.get(&2), Some(small));
     assert_eq!(cache.get(&3), Some(noise));
     let stats = cache.stats();
-    assert_eq!(stats.compressed_entries, 1, "incompressible and small values stay plain");
-    assert_eq!(stats.compressed_bytes_saved, compressible.len() as u64 - after_one);
+    assert_eq!(
+        stats.compressed_entries, 1,
+        "incompressible and small values stay plain"
+    );
+    assert_eq!(
+        stats.compressed_bytes_saved,
+        compressible.len() as u64 - after_one
+    );
     assert_eq!(stats.hits, 3);
     assert_eq!(cache.remove(&1), Some(compressible));
 }
 
 #[test]
 fn bytes_cache_refusal_hands_back_the_original_value() {
-    let cache = BytesCache::builder().max_weight(64).shards(1).build().unwrap();
+    let cache = BytesCache::builder()
+        .max_weight(64)
+        .shards(1)
+        .build()
+        .unwrap();
     let mut big = vec![0u8; 2048];
     let mut rng = 7;
     big.iter_mut().for_each(|b| *b = xorshift(&mut rng) as u8);

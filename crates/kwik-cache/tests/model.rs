@@ -66,7 +66,11 @@ impl Model {
     }
 
     fn evict(&mut self, i: usize, cause: EvictionCause) {
-        let cause = if self.expired(i) { EvictionCause::Expired } else { cause };
+        let cause = if self.expired(i) {
+            EvictionCause::Expired
+        } else {
+            cause
+        };
         let item = self.items.remove(i).expect("index in range");
         self.events.push((item.key, cause));
     }
@@ -91,7 +95,11 @@ impl Model {
         let expires = ttl.or(self.ttl).map(|t| self.now + t);
         if let Some(i) = self.pos(key) {
             self.items.remove(i);
-            self.items.push_front(Item { key, value, expires });
+            self.items.push_front(Item {
+                key,
+                value,
+                expires,
+            });
             while self.weight() > self.max_weight && self.items.len() > 1 {
                 self.evict(self.items.len() - 1, EvictionCause::Weight);
             }
@@ -113,7 +121,11 @@ impl Model {
             };
             self.evict(self.items.len() - 1, cause);
         }
-        self.items.push_front(Item { key, value, expires });
+        self.items.push_front(Item {
+            key,
+            value,
+            expires,
+        });
         true
     }
 
@@ -168,7 +180,11 @@ fn run(capacity: usize, max_weight: u64, ttl: Option<u64>, ops: Vec<Op>) {
         let mut sorted = false;
         match op {
             Op::Insert(k, v) => {
-                assert_eq!(cache.insert(k, v).is_ok(), model.insert(k, v, None), "{step}: {op:?}");
+                assert_eq!(
+                    cache.insert(k, v).is_ok(),
+                    model.insert(k, v, None),
+                    "{step}: {op:?}"
+                );
             }
             Op::InsertTtl(k, v, t) => {
                 let stored = cache.insert_with_ttl(k, v, Duration::from_secs(t)).is_ok();
@@ -229,7 +245,7 @@ fn model_agrees_on_a_handwritten_sequence() {
             Op::Insert(2, 0),
             Op::Insert(3, 0),
             Op::Get(1),
-            Op::Insert(4, 0), // evicts 2
+            Op::Insert(4, 0),       // evicts 2
             Op::InsertTtl(5, 0, 2), // evicts 3
             Op::Advance(2),
             Op::Get(5), // expired

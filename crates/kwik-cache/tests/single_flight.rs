@@ -84,7 +84,11 @@ fn a_failing_loader_gives_every_waiter_the_error_and_caches_nothing() {
     let errors: Vec<_> = results.into_iter().map(Result::unwrap_err).collect();
     assert_eq!(errors.len(), CALLERS);
     // Every caller holds the very same error.
-    assert!(errors.iter().all(|e| Arc::ptr_eq(e, &errors[0]) && **e == BackendDown));
+    assert!(
+        errors
+            .iter()
+            .all(|e| Arc::ptr_eq(e, &errors[0]) && **e == BackendDown)
+    );
     assert!(!cache.contains(&7));
     assert_eq!(cache.stats().inserts, 0);
     // The next load starts afresh.
@@ -195,7 +199,7 @@ async fn a_cancelled_async_loader_hands_the_load_to_a_waiter() {
         let cache = Arc::clone(&cache);
         tokio::spawn(async move {
             cache
-                .get_or_load_async(5, || std::future::pending::<String>())
+                .get_or_load_async(5, std::future::pending::<String>)
                 .await
         })
     };
@@ -213,4 +217,16 @@ async fn a_cancelled_async_loader_hands_the_load_to_a_waiter() {
     assert!(leader.await.unwrap_err().is_cancelled());
     assert_eq!(waiter.await.unwrap(), "took over");
     assert_eq!(cache.get(&5).as_deref(), Some("took over"));
+}
+
+#[test]
+fn the_cache_and_its_loading_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let cache = cache();
+    send_sync(&cache);
+    let load = cache.get_or_load_async(1, || async { String::new() });
+    send(&load);
+    let try_load = cache.get_or_try_load_async(1, || async { Err::<String, _>(BackendDown) });
+    send(&try_load);
 }

@@ -86,16 +86,17 @@ fn four_threads_of_mixed_operations_keep_the_stats_consistent() {
 
     let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
     let stats = cache.stats();
-    assert_eq!(stats.hits + stats.misses, sum(|t| t.gets), "hits + misses = gets");
+    assert_eq!(
+        stats.hits + stats.misses,
+        sum(|t| t.gets),
+        "hits + misses = gets"
+    );
     assert_eq!(stats.hits, sum(|t| t.hits));
     assert_eq!(stats.inserts + stats.updates, sum(|t| t.inserts));
     // Every entry that ever went in is still there or left through exactly one door.
     assert_eq!(
         stats.inserts,
-        stats.entries
-            + stats.evictions_by_capacity
-            + stats.expirations
-            + sum(|t| t.removed),
+        stats.entries + stats.evictions_by_capacity + stats.expirations + sum(|t| t.removed),
         "{stats:?}"
     );
     assert_eq!(stats.evictions_by_weight, 0);

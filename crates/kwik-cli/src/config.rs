@@ -1,4 +1,4 @@
-//! `kwik config check FILE` and `kwik config show [FILE]`.
+//! `kwik config check FILE...` and `kwik config show [FILE]`.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -9,11 +9,12 @@ use kwik_config::PerformanceConfig;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Validate FILE (with KWIK_<SECTION>_<KEY> environment overrides applied): print
-    /// `ok: FILE`, or the error and exit with status 2.
+    /// Validate each FILE (with KWIK_<SECTION>_<KEY> environment overrides applied): print
+    /// `ok: FILE`, or stop at the first error, print it and exit with status 2.
     Check {
-        /// The performance.toml to check.
-        file: PathBuf,
+        /// The performance.toml files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Check the file alone, ignoring KWIK_* environment variables.
         #[arg(long)]
         no_env: bool,
@@ -31,9 +32,11 @@ pub(crate) enum ConfigCommand {
 
 pub(crate) fn run(command: ConfigCommand) -> anyhow::Result<()> {
     match command {
-        ConfigCommand::Check { file, no_env } => {
-            effective(Some(&file), no_env)?;
-            println!("ok: {}", file.display());
+        ConfigCommand::Check { files, no_env } => {
+            for file in files {
+                effective(Some(&file), no_env)?;
+                println!("ok: {}", file.display());
+            }
             Ok(())
         }
         ConfigCommand::Show { file, no_env } => {

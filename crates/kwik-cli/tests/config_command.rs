@@ -52,17 +52,36 @@ fn version_and_help() {
 
 #[test]
 fn check_accepts_every_shipped_config() {
-    for name in [
+    let paths: Vec<String> = [
         "performance.toml",
         "low-latency.toml",
         "high-throughput.toml",
-    ] {
-        let path = repo_file(&format!("configs/{name}"));
-        let path = path.to_str().expect("utf-8 path");
-        let out = kwik(&["config", "check", path], &[]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(stdout(&out), format!("ok: {path}\n"));
-    }
+    ]
+    .iter()
+    .map(|name| repo_file(&format!("configs/{name}")).display().to_string())
+    .collect();
+    let mut args = vec!["config", "check"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = kwik(&args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected: String = paths.iter().map(|p| format!("ok: {p}\n")).collect();
+    assert_eq!(stdout(&out), expected);
+}
+
+#[test]
+fn check_stops_at_the_first_bad_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[cache]\nttl = \"24x\"\n").expect("write");
+    let good = repo_file("configs/performance.toml");
+    let (good, bad) = (good.to_str().expect("utf-8"), bad.to_str().expect("utf-8"));
+    let out = kwik(&["config", "check", good, bad, good], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), format!("ok: {good}\n"));
+    assert!(stderr(&out).starts_with(&format!("error: {bad}:2:7: `cache.ttl`: invalid duration")));
+
+    let out = kwik(&["config", "check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::ffi::OsStr;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, Origin};
-use crate::load::{expected_names, out_of_range};
-use crate::schema::SCHEMA;
+use crate::load::out_of_range;
+use crate::schema::{SCHEMA, section_keys};
 use crate::{PerformanceConfig, validate};
 
 /// The prefix every override carries.
@@ -129,16 +129,16 @@ where
             continue;
         };
         let key_path = format!("{section}.{key}");
-        let keys = crate::schema::section_keys(section).unwrap_or_default();
+        let keys = section_keys(section).unwrap_or_default();
         if !keys.contains(&key.as_str()) {
+            let expected: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{PREFIX}{section}_{k}").to_ascii_uppercase())
+                .collect();
             return Err(ConfigError::UnknownKey {
                 origin: Origin::Env(variable.to_owned()),
                 key: key_path,
-                expected: expected_names(Some(section))
-                    .split(", ")
-                    .map(|k| format!("{PREFIX}{}_{}", section, k).to_ascii_uppercase())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                expected: expected.join(", "),
             });
         }
         let Some(value) = value.as_ref().to_str() else {

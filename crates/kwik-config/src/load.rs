@@ -148,7 +148,7 @@ fn deserialize_error(err: &toml::de::Error, text: &str, file: Option<PathBuf>) -
 }
 
 /// The names allowed inside `section`, or the section names at the top level.
-pub(crate) fn expected_names(section: Option<&str>) -> String {
+fn expected_names(section: Option<&str>) -> String {
     let names: Vec<&str> = match section {
         None => SCHEMA.iter().map(|&(name, _)| name).collect(),
         Some(section) => schema::section_keys(section).unwrap_or_default().to_vec(),
@@ -167,10 +167,10 @@ fn find_offset(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bo
     for (key, value) in table {
         path.push(key.get_ref().to_string());
         // Children first: a section's span covers its keys, and the innermost key is wanted.
-        if let DeValue::Table(inner) = value.get_ref() {
-            if find_offset(inner, offset, path) {
-                return true;
-            }
+        if let DeValue::Table(inner) = value.get_ref()
+            && find_offset(inner, offset, path)
+        {
+            return true;
         }
         if contains(&key.span(), offset) || contains(&value.span(), offset) {
             return true;

@@ -108,7 +108,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 != 0 {
             for (unit, factor) in DISPLAY_UNITS {
-                if self.0 % factor == 0 {
+                if self.0.is_multiple_of(factor) {
                     return write!(f, "{}{unit}", self.0 / factor);
                 }
             }

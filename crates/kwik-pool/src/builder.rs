@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::BuildError;
 use crate::pool::WorkerPool;
@@ -222,7 +222,6 @@ impl PoolBuilder {
             .map(Semaphore::new);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
-            closing_notify: Notify::new(),
             counters: SharedCounters::default(),
             shards: (0..workers).map(|_| ShardCounters::default()).collect(),
             max_queued,

@@ -495,7 +495,9 @@ impl WorkerPool {
     fn close(&self) {
         let shared = &self.inner.shared;
         shared.closing.store(true, Ordering::Release);
-        shared.closing_notify.notify_waiters();
+        for shard in &shared.shards {
+            shard.idle.wake();
+        }
     }
 
     fn take_workers(&self) -> Vec<JoinHandle<()>> {

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
+
 /// How a job ended, as reported to a [`PoolObserver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -87,6 +89,8 @@ pub struct Stats {
 #[derive(Debug, Default)]
 #[repr(align(128))] // two cache lines: no false sharing with the neighbouring shard's counters
 pub(crate) struct ShardCounters {
+    /// The worker's waker while its queue is empty, for the shutdown wake-up.
+    pub(crate) idle: AtomicWaker,
     pub(crate) running: AtomicUsize,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,

@@ -1,6 +1,6 @@
 //! The loop each shard's worker task runs: one job at a time, in queue order.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::error::JobError;
@@ -19,10 +18,9 @@ use crate::task::{Envelope, RawTask};
 /// State shared by the pool handle and its workers. Workers never hold the queue senders, so
 /// dropping the last pool handle closes every queue and the workers finish what is queued.
 pub(crate) struct Shared {
-    /// Set by `shutdown`/`abort`: submissions are refused, workers close their queues.
+    /// Set by `shutdown`/`abort`: submissions are refused, workers close their queues (idle
+    /// ones are woken through `ShardCounters::idle`).
     pub(crate) closing: AtomicBool,
-    /// Wakes idle workers when `closing` is set.
-    pub(crate) closing_notify: Notify,
     pub(crate) counters: SharedCounters,
     pub(crate) shards: Box<[ShardCounters]>,
     /// Pool-wide `max_queued` bound, when one is set tighter than the sum of the shard queues.
@@ -37,48 +35,49 @@ impl Shared {
     }
 }
 
+/// Yields an idle worker makes before it parks. Under a steady stream the producer refills the
+/// queue within a few yields, while each park costs a wake-up (often a thread unpark) per job.
+/// In `pool_overload` on 2 loaded cores, 4 spins took CPU time per 1M jobs from about 0.55 s to
+/// about 0.35 s; 16 did no better.
+const IDLE_SPINS: u32 = 4;
+
 /// Runs shard `index` until its queue is closed and drained.
 pub(crate) async fn run(index: usize, mut rx: mpsc::Receiver<Envelope>, shared: Arc<Shared>) {
     let counters = &shared.shards[index];
     let mut rx_closed = false;
     loop {
-        if !rx_closed && shared.is_closing() {
-            // Refuses new jobs (their submitters get `Closed`) and keeps the queued ones.
-            rx.close();
-            rx_closed = true;
+        // An idle shard first yields a few times (see IDLE_SPINS) before it parks.
+        let mut spins = 0;
+        while spins < IDLE_SPINS && rx.is_empty() && !shared.is_closing() {
+            tokio::task::yield_now().await;
+            spins += 1;
         }
-        let envelope = match rx.try_recv() {
-            Ok(envelope) => envelope,
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) if rx_closed => match rx.recv().await {
-                Some(envelope) => envelope,
-                None => break,
-            },
-            Err(TryRecvError::Empty) => {
-                let notified = shared.closing_notify.notified();
-                tokio::pin!(notified);
-                // Registered before the flag is read again, so a shutdown cannot slip between.
-                notified.as_mut().enable();
+        let received = poll_fn(|cx| {
+            if !rx_closed && shared.is_closing() {
+                // Refuses new jobs (their submitters get `Closed`) and keeps the queued ones.
+                rx.close();
+                rx_closed = true;
+            }
+            // `poll_recv` spends tokio's cooperative budget, so a shard that never empties still
+            // yields its thread now and then.
+            let polled = rx.poll_recv(cx);
+            if polled.is_pending() && !rx_closed {
+                // Only an idle worker registers for the shutdown wake-up; `close` sets the flag
+                // before waking, so reading it again after registering cannot miss it.
+                counters.idle.register(cx.waker());
                 if shared.is_closing() {
-                    continue;
-                }
-                tokio::select! {
-                    biased;
-                    () = notified => continue,
-                    received = rx.recv() => match received {
-                        Some(envelope) => envelope,
-                        None => break,
-                    },
+                    cx.waker().wake_by_ref();
                 }
             }
-        };
+            polled
+        })
+        .await;
+        let Some(envelope) = received else { break };
         shared.counters.dequeued();
         if let Some(bound) = &shared.max_queued {
             bound.add_permits(1);
         }
         run_job(envelope, counters, &shared).await;
-        // A shard whose queue never empties would otherwise keep its thread forever.
-        tokio::task::consume_budget().await;
     }
 }
 

@@ -148,7 +148,8 @@ impl TestPki {
     /// A root store trusting exactly this CA.
     pub fn root_store(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
-        // The ring verifier accepts any well-formed certificate as an anchor; ours is.
+        // rcgen's CA certificate always parses; were it ever rejected, the empty store would
+        // fail every handshake loudly rather than trust something else.
         roots.add_parsable_certificates([self.ca_cert()]);
         roots
     }

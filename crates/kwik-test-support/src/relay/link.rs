@@ -78,12 +78,14 @@ impl Intake {
         let jitter = Duration::from_nanos(self.rng.up_to(jitter_ns));
         if lost {
             LinkCounters::bump(&link.dropped);
+        } else if duplicate {
+            LinkCounters::bump(&link.duplicated);
+            // The second copy is the one held back: swapping two identical copies would
+            // reorder nothing.
+            self.enqueue(packet, false, jitter);
+            self.enqueue(packet, hold, jitter);
         } else {
             self.enqueue(packet, hold, jitter);
-            if duplicate {
-                LinkCounters::bump(&link.duplicated);
-                self.enqueue(packet, false, jitter);
-            }
         }
         counters.notify();
     }

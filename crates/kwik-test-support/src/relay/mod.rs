@@ -85,7 +85,8 @@ pub enum RelayError {
 /// address its own socket towards the server (so the server sees one peer per client) and maps
 /// the server's replies back. Each direction of each client flow draws its packets' fates from
 /// its own generator, derived from the seed, the direction and the order in which clients
-/// appeared: with a fixed seed, the n-th packet of a flow meets the same fate on every run.
+/// appeared: with a fixed seed, the n-th packet of a flow is lost, duplicated, held back and
+/// jittered alike on every run (only queue overflow depends on timing).
 ///
 /// [`LossyRelay::shutdown`] stops the relay and joins all its tasks; dropping it aborts them.
 ///
@@ -272,7 +273,7 @@ impl RelayBuilder {
     }
 
     /// Longest hold of a reordered packet in both directions; see
-    /// [`LinkConditions::reorder_hold`]. Default: 10 ms.
+    /// [`LinkConditions::reorder_hold`]. Default: 1 ms.
     pub fn reorder_hold(self, hold: Duration) -> Self {
         self.both(|c| c.reorder_hold(hold))
     }
@@ -492,9 +493,9 @@ fn enlarge_buffers(socket: &UdpSocket) {
 }
 
 fn resume_panic(joined: Result<(), JoinError>) {
-    if let Err(error) = joined {
-        if error.is_panic() {
-            std::panic::resume_unwind(error.into_panic());
-        }
+    if let Err(error) = joined
+        && error.is_panic()
+    {
+        std::panic::resume_unwind(error.into_panic());
     }
 }

@@ -327,6 +327,10 @@ impl<K: Hash + Eq> BytesCacheBuilder<K> {
     /// Maximum stored bytes, see [`CacheBuilder::max_weight`]. Default: unlimited (then
     /// `capacity` is required).
     ///
+    /// The budget is split between shards: a value whose stored size exceeds
+    /// `max_weight / shards` is refused. Set fewer [`shards`](Self::shards) if single values may
+    /// approach the whole budget.
+    ///
     /// # Examples
     ///
     /// ```

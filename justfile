@@ -1,0 +1,29 @@
+# kwik tasks. Each recipe is exactly a command that CI (.ci/run) runs.
+
+# List the recipes.
+default:
+    @just --list
+
+# Run every test of the workspace (the README's test command).
+test:
+    cargo test --workspace --locked
+
+# Lint: clippy on every target, warnings are errors.
+lint:
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Check formatting (run `cargo fmt --all` to fix).
+fmt:
+    cargo fmt --all -- --check
+
+# Compile every benchmark, as CI does; run one with `cargo bench -p kwik-benches --bench <area>`.
+bench:
+    cargo bench --workspace --no-run --locked
+
+# The whole CI pipeline: fmt, lint, test, bench (installs promtool when missing).
+ci:
+    bash .ci/run
+
+# Check the shipped configurations with the kwik binary.
+config-check:
+    cargo run --locked -p kwik-cli -- config check configs/performance.toml configs/low-latency.toml configs/high-throughput.toml

@@ -1,0 +1,581 @@
+//! Paths: one quinn connection and its bidirectional path stream, a reader task handing
+//! packets to the executor and a writer task coalescing frames into packets.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kwik_buffer::PooledBuf;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+
+use crate::error::{CloseReason, ErrorCode, ProtocolError};
+use crate::executor::PacketJob;
+use crate::session::SessionInner;
+use crate::stats::{Counters, PathInfo};
+use crate::wire::{self, Frame, FrameDecoder, Hello, PACKET_HEADER_LEN};
+
+/// How long a closing path waits for the peer to acknowledge its last packets (including
+/// CLOSE) before closing the QUIC connection, which discards anything still unsent. The QUIC
+/// CONNECTION_CLOSE repeats the code, so a peer that never acknowledges still learns it.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Payloads at least this long travel as their own zero-copy chunk; shorter ones are copied
+/// next to their frame header (one memcpy is cheaper than one more chunk for quinn).
+const INLINE_PAYLOAD_MAX: usize = 512;
+
+/// Read at least this much per read call; a smaller free tail gets a fresh buffer.
+const MIN_READ: usize = 4096;
+
+/// Control frames (PONG, MAX_STREAM_DATA, ...) a path may have queued before the peer that
+/// provokes them (e.g. by PING floods while not reading) is cut off with EXCESSIVE_LOAD.
+pub(crate) const MAX_CONTROL_BACKLOG: usize = 16 * 1024;
+
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Frame>,
+    control: usize,
+    closing: Option<Closing>,
+}
+
+#[derive(Debug, Clone)]
+struct Closing {
+    code: ErrorCode,
+    reason: String,
+    /// CLOSE was queued and the writer must flush it before closing the connection.
+    graceful: bool,
+}
+
+#[derive(Debug, Default)]
+struct PingState {
+    next_nonce: u64,
+    outstanding: Option<(u64, Instant)>,
+}
+
+/// One path of a session.
+pub(crate) struct PathShared {
+    id: u64,
+    remote: SocketAddr,
+    pub(crate) conn: quinn::Connection,
+    outbox: Mutex<Outbox>,
+    wake_writer: Notify,
+    closing_signal: Notify,
+    pub(crate) counters: Counters,
+    primary: AtomicBool,
+    ping: Mutex<PingState>,
+    /// Latest RTT in nanoseconds, 0 = none yet.
+    rtt_nanos: AtomicU64,
+}
+
+impl PathShared {
+    pub(crate) fn new(id: u64, conn: quinn::Connection, primary: bool) -> Self {
+        Self {
+            id,
+            remote: conn.remote_address(),
+            conn,
+            outbox: Mutex::default(),
+            wake_writer: Notify::new(),
+            closing_signal: Notify::new(),
+            counters: Counters::default(),
+            primary: AtomicBool::new(primary),
+            ping: Mutex::default(),
+            rtt_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a frame for the writer. Returns false once the path is closing.
+    pub(crate) fn queue(&self, frame: Frame) -> bool {
+        let mut out = self.outbox();
+        if out.closing.is_some() {
+            return false;
+        }
+        if !matches!(frame, Frame::Stream(_)) {
+            out.control += 1;
+        }
+        out.frames.push_back(frame);
+        drop(out);
+        self.wake_writer.notify_one();
+        true
+    }
+
+    /// Control frames waiting for the writer.
+    pub(crate) fn control_backlog(&self) -> usize {
+        self.outbox().control
+    }
+
+    /// Queues CLOSE as the last frame; the writer flushes, lingers, then closes the connection.
+    pub(crate) fn close_gracefully(&self, code: ErrorCode, reason: &str) {
+        let mut out = self.outbox();
+        if out.closing.is_some() {
+            return;
+        }
+        out.frames.push_back(Frame::Close {
+            code: code.0,
+            reason: reason.to_owned(),
+        });
+        out.closing = Some(Closing {
+            code,
+            reason: reason.to_owned(),
+            graceful: true,
+        });
+        drop(out);
+        self.wake_writer.notify_one();
+        self.closing_signal.notify_waiters();
+    }
+
+    /// Closes the connection now (the peer is gone or already closed).
+    pub(crate) fn abort(&self, code: ErrorCode, reason: &str) {
+        let mut out = self.outbox();
+        out.frames.clear();
+        out.control = 0;
+        if out.closing.is_none() {
+            out.closing = Some(Closing {
+                code,
+                reason: reason.to_owned(),
+                graceful: false,
+            });
+        }
+        drop(out);
+        self.conn.close(varint(code.0), reason.as_bytes());
+        self.wake_writer.notify_one();
+        self.closing_signal.notify_waiters();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.outbox().closing.is_some()
+    }
+
+    fn send_ping(&self) {
+        let nonce = {
+            let mut ping = self.ping.lock().unwrap_or_else(|p| p.into_inner());
+            let nonce = ping.next_nonce;
+            ping.next_nonce += 1;
+            ping.outstanding = Some((nonce, Instant::now()));
+            nonce
+        };
+        self.queue(Frame::Ping { nonce });
+    }
+
+    /// Matches a PONG with the outstanding PING; returns the RTT it measured.
+    pub(crate) fn on_pong(&self, nonce: u64) -> Option<Duration> {
+        let mut ping = self.ping.lock().unwrap_or_else(|p| p.into_inner());
+        match ping.outstanding {
+            Some((sent_nonce, at)) if sent_nonce == nonce => {
+                ping.outstanding = None;
+                let rtt = at.elapsed();
+                self.rtt_nanos.store(rtt.as_nanos().max(1) as u64, Relaxed);
+                Some(rtt)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn info(&self) -> PathInfo {
+        let rtt = self.rtt_nanos.load(Relaxed);
+        PathInfo {
+            id: self.id,
+            remote: self.remote,
+            primary: self.primary.load(Relaxed),
+            rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
+            counters: self.counters.snapshot(),
+        }
+    }
+
+    pub(crate) fn is_primary(&self) -> bool {
+        self.primary.load(Relaxed)
+    }
+}
+
+impl fmt::Debug for PathShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PathShared")
+            .field("id", &self.id)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn varint(v: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(v.min(wire::MAX_VARINT)).unwrap_or(quinn::VarInt::MAX)
+}
+
+/// Maps a quinn connection error to why the session ended.
+pub(crate) fn close_reason_from(err: quinn::ConnectionError) -> CloseReason {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) => CloseReason::Peer {
+            code: ErrorCode(close.error_code.into_inner()),
+            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        other => CloseReason::ConnectionLost(other),
+    }
+}
+
+/// Writes one packet holding only HELLO.
+pub(crate) async fn write_hello(
+    send: &mut quinn::SendStream,
+    hello: Hello,
+) -> Result<(), quinn::WriteError> {
+    let mut out = BytesMut::new();
+    wire::encode_packet(&[Frame::Hello(hello)], &mut out);
+    send.write_all(&out).await
+}
+
+/// Why the HELLO exchange failed.
+#[derive(Debug)]
+pub(crate) enum HandshakeError {
+    Connection(quinn::ConnectionError),
+    Protocol(ProtocolError),
+}
+
+impl From<quinn::ConnectionError> for HandshakeError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        Self::Connection(e)
+    }
+}
+
+impl From<ProtocolError> for HandshakeError {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<quinn::WriteError> for HandshakeError {
+    fn from(e: quinn::WriteError) -> Self {
+        match e {
+            quinn::WriteError::ConnectionLost(c) => Self::Connection(c),
+            other => Self::Protocol(ProtocolError::new(
+                ErrorCode::PROTOCOL_VIOLATION,
+                format!("path stream closed during the handshake: {other}"),
+            )),
+        }
+    }
+}
+
+/// Reads the first packet of a path stream, which must hold exactly one HELLO.
+pub(crate) async fn read_hello(
+    recv: &mut quinn::RecvStream,
+    max_packet_size: usize,
+) -> Result<Hello, HandshakeError> {
+    let read_err = |e: quinn::ReadExactError| match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => {
+            HandshakeError::Connection(c)
+        }
+        other => HandshakeError::Protocol(ProtocolError::new(
+            ErrorCode::PROTOCOL_VIOLATION,
+            format!("path stream ended before HELLO: {other}"),
+        )),
+    };
+    let mut header = [0u8; PACKET_HEADER_LEN];
+    recv.read_exact(&mut header).await.map_err(read_err)?;
+    let len = wire::packet_len(&header, max_packet_size)
+        .map_err(ProtocolError::from)?
+        .unwrap_or(0);
+    // Bounded by max_packet_size, checked above.
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(read_err)?;
+    let mut frames = FrameDecoder::new(Bytes::from(body));
+    match (frames.next(), frames.next()) {
+        (Some(Ok(Frame::Hello(hello))), None) => {
+            if hello.version != wire::VERSION {
+                return Err(ProtocolError::new(
+                    ErrorCode::VERSION_MISMATCH,
+                    format!(
+                        "unsupported version {} (this side speaks {})",
+                        hello.version,
+                        wire::VERSION
+                    ),
+                )
+                .into());
+            }
+            Ok(hello)
+        }
+        (Some(Err(e)), _) => Err(ProtocolError::from(e).into()),
+        _ => Err(ProtocolError::new(
+            ErrorCode::PROTOCOL_VIOLATION,
+            "the first packet must hold exactly one HELLO",
+        )
+        .into()),
+    }
+}
+
+/// The path reader: reads packets into buffers and submits each to the executor under the
+/// path id. Ends when the connection closes or the peer breaks the protocol.
+pub(crate) async fn run_reader(
+    session: Arc<SessionInner>,
+    path: Arc<PathShared>,
+    mut recv: quinn::RecvStream,
+) {
+    let max = session.settings.max_packet_size;
+    let executor = session.settings.executor.clone();
+    let Some(pool) = session.settings.read_pool() else {
+        let reason = CloseReason::Local {
+            code: ErrorCode::INTERNAL,
+            reason: "no read buffer pool".into(),
+        };
+        session.path_failed(&path, reason);
+        return;
+    };
+    // `None` while idle: a path waiting for data holds no read buffer (idle sessions are
+    // cheap); the first chunk of a burst takes one from the pool.
+    let mut buf: Option<PooledBuf> = None;
+    let outcome: Result<(), CloseReason> = 'read: loop {
+        let read = match buf.as_mut() {
+            None => match recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => {
+                    let mut fresh = pool.get();
+                    fresh.extend_from_slice(&chunk.bytes);
+                    buf = Some(fresh);
+                    Ok(chunk.bytes.len())
+                }
+                Ok(None) => Ok(0),
+                Err(e) => Err(read_error_reason(e)),
+            },
+            Some(b) => {
+                // Make room: a fresh buffer when the free tail is small or cannot hold the
+                // packet in progress. The partial packet (less than one max_packet_size) is
+                // copied over; the old storage is reused once its packets are dropped.
+                let needed = match wire::packet_len(b, max) {
+                    Ok(Some(len)) => PACKET_HEADER_LEN + len,
+                    Ok(None) => PACKET_HEADER_LEN,
+                    Err(e) => break Err(CloseReason::Protocol(e.into())),
+                };
+                if b.capacity() - b.len() < MIN_READ || b.capacity() < needed {
+                    let mut fresh = pool.get();
+                    fresh.reserve(needed);
+                    let tail = std::mem::replace(b, fresh).freeze();
+                    b.extend_from_slice(&tail);
+                }
+                recv.read_buf(&mut **b)
+                    .await
+                    .map_err(|e| match e.downcast::<quinn::ReadError>() {
+                        Ok(e) => read_error_reason(e),
+                        Err(io) => CloseReason::Protocol(ProtocolError::new(
+                            ErrorCode::INTERNAL,
+                            format!("path stream read failed: {io}"),
+                        )),
+                    })
+            }
+        };
+        match read {
+            Ok(0) => {
+                // The peer finishes its path stream right after CLOSE, and closes the
+                // connection with the same code once we acknowledged it. With an unordered
+                // executor the CLOSE may still be running, so take the reason from the
+                // connection close rather than racing it.
+                break Err(close_reason_from(path.conn.closed().await));
+            }
+            Ok(n) => {
+                path.counters.bytes_received.fetch_add(n as u64, Relaxed);
+                let total = &session.counters.paths.bytes_received;
+                total.fetch_add(n as u64, Relaxed);
+            }
+            Err(reason) => break Err(reason),
+        }
+        let Some(buf_ref) = buf.as_mut() else {
+            continue;
+        };
+        // Hand every complete packet over, zero-copy.
+        loop {
+            let len = match wire::packet_len(buf_ref, max) {
+                Ok(Some(len)) if buf_ref.len() >= PACKET_HEADER_LEN + len => len,
+                Ok(_) => break,
+                Err(e) => break 'read Err(CloseReason::Protocol(e.into())),
+            };
+            let mut packet = buf_ref.split_to(PACKET_HEADER_LEN + len).freeze();
+            let packet = packet.split_off(PACKET_HEADER_LEN);
+            if session.is_closed() {
+                break 'read Ok(());
+            }
+            let job = PacketJob {
+                packet,
+                session: session.clone(),
+                path: path.clone(),
+            };
+            if executor.submit(path.id, job).await.is_err() {
+                break 'read Err(CloseReason::Local {
+                    code: ErrorCode::INTERNAL,
+                    reason: "executor closed".into(),
+                });
+            }
+        }
+        if buf_ref.is_empty() {
+            buf = None;
+        }
+    };
+    if let Err(reason) = outcome {
+        session.path_failed(&path, reason);
+    }
+}
+
+fn read_error_reason(e: quinn::ReadError) -> CloseReason {
+    match e {
+        quinn::ReadError::ConnectionLost(c) => close_reason_from(c),
+        quinn::ReadError::Reset(code) => CloseReason::Peer {
+            code: ErrorCode(code.into_inner()),
+            reason: "path stream reset".into(),
+        },
+        other => CloseReason::Protocol(ProtocolError::new(
+            ErrorCode::PROTOCOL_VIOLATION,
+            format!("path stream failed: {other}"),
+        )),
+    }
+}
+
+/// The path writer: drains the outbox into packets of at most `max_packet_size` and writes
+/// them; sends PINGs; on close flushes CLOSE, lingers, closes the connection.
+pub(crate) async fn run_writer(
+    session: Arc<SessionInner>,
+    path: Arc<PathShared>,
+    mut send: quinn::SendStream,
+) {
+    let max = session.settings.max_packet_size;
+    let mut pinger = session.settings.ping_interval.map(tokio::time::interval);
+    if pinger.is_none() {
+        path.send_ping();
+    }
+    let mut scratch = BytesMut::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let (frames, closing) = {
+            let mut out = path.outbox();
+            out.control = 0;
+            (std::mem::take(&mut out.frames), out.closing.clone())
+        };
+        if frames.is_empty() {
+            match closing {
+                Some(c) if c.graceful => {
+                    let _ = send.finish();
+                    let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+                    path.conn.close(varint(c.code.0), c.reason.as_bytes());
+                    return;
+                }
+                Some(_) => return,
+                None => {}
+            }
+            tokio::select! {
+                () = path.wake_writer.notified() => {}
+                _ = async { match pinger.as_mut() { Some(p) => p.tick().await, None => std::future::pending().await } } => path.send_ping(),
+            }
+            continue;
+        }
+        let (packets, bytes) =
+            build_packets(frames, max, &mut scratch, &mut chunks, &path, &session);
+        path.counters.packets_sent.fetch_add(packets, Relaxed);
+        path.counters.bytes_sent.fetch_add(bytes, Relaxed);
+        session
+            .counters
+            .paths
+            .packets_sent
+            .fetch_add(packets, Relaxed);
+        session.counters.paths.bytes_sent.fetch_add(bytes, Relaxed);
+        let written = {
+            let write = send.write_all_chunks(&mut chunks);
+            tokio::pin!(write);
+            if path.is_closing() {
+                tokio::time::timeout(CLOSE_LINGER, write).await.ok()
+            } else {
+                tokio::select! {
+                    r = &mut write => Some(r),
+                    () = path.closing_signal.notified() => {
+                        tokio::time::timeout(CLOSE_LINGER, write).await.ok()
+                    }
+                }
+            }
+        };
+        chunks.clear();
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(quinn::WriteError::ConnectionLost(e))) => {
+                session.path_failed(&path, close_reason_from(e));
+                return;
+            }
+            Some(Err(e)) => {
+                session.path_failed(
+                    &path,
+                    CloseReason::Protocol(ProtocolError::new(
+                        ErrorCode::PROTOCOL_VIOLATION,
+                        format!("path stream write failed: {e}"),
+                    )),
+                );
+                return;
+            }
+            None => {
+                // Closing and the peer did not take the data within the linger time.
+                let c = path.outbox().closing.clone();
+                let (code, reason) =
+                    c.map_or((ErrorCode::NO_ERROR, String::new()), |c| (c.code, c.reason));
+                path.conn.close(varint(code.0), reason.as_bytes());
+                return;
+            }
+        }
+    }
+}
+
+/// Encodes `frames` into length-prefixed packets appended to `chunks` (headers copied into
+/// `scratch`, large payloads referenced). Returns (packets, bytes).
+fn build_packets(
+    frames: VecDeque<Frame>,
+    max: usize,
+    scratch: &mut BytesMut,
+    chunks: &mut Vec<Bytes>,
+    path: &PathShared,
+    session: &SessionInner,
+) -> (u64, u64) {
+    let mut packets = 0u64;
+    let mut total = 0u64;
+    let mut packet_len = 0usize;
+    let mut prefix_at = chunks.len();
+    chunks.push(Bytes::new());
+    let mut finish_packet =
+        |chunks: &mut Vec<Bytes>, scratch: &mut BytesMut, len: usize, at: usize| {
+            if !scratch.is_empty() {
+                chunks.push(scratch.split().freeze());
+            }
+            chunks[at] = Bytes::copy_from_slice(&(len as u32).to_be_bytes());
+            packets += 1;
+            total += (PACKET_HEADER_LEN + len) as u64;
+        };
+    for frame in frames {
+        let ty = frame.frame_type();
+        path.counters.frame_sent(ty);
+        session.counters.paths.frame_sent(ty);
+        let header_at = scratch.len();
+        frame.encode_header(scratch);
+        let payload = match frame {
+            Frame::Stream(s) => s.data,
+            Frame::RelayData { data, .. } => data,
+            _ => Bytes::new(),
+        };
+        let frame_len = scratch.len() - header_at + payload.len();
+        if packet_len > 0 && packet_len + frame_len > max {
+            let header = scratch.split_off(header_at);
+            finish_packet(chunks, scratch, packet_len, prefix_at);
+            prefix_at = chunks.len();
+            chunks.push(Bytes::new());
+            packet_len = 0;
+            scratch.extend_from_slice(&header);
+        }
+        packet_len += frame_len;
+        if payload.len() > INLINE_PAYLOAD_MAX {
+            chunks.push(scratch.split().freeze());
+            chunks.push(payload);
+        } else {
+            scratch.extend_from_slice(&payload);
+        }
+    }
+    finish_packet(chunks, scratch, packet_len, prefix_at);
+    (packets, total)
+}

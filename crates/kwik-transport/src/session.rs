@@ -1,0 +1,635 @@
+//! Sessions: the stream table, frame handling, paths and close.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, watch};
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::error::{CloseReason, ErrorCode, ProtocolError, SessionError};
+use crate::path::{self, MAX_CONTROL_BACKLOG, PathShared};
+use crate::stats::{PathInfo, SessionCounters, SessionStats};
+use crate::stream::{Stream, StreamShared, StreamState, flow_control_error};
+use crate::wire::{AddPathOutcome, Frame, FrameDecoder, Hello, MAX_STREAM_FRAME_OVERHEAD};
+
+/// The session state shared by its handles, streams and path tasks.
+pub(crate) struct SessionInner {
+    pub(crate) client: bool,
+    pub(crate) settings: Settings,
+    /// Largest STREAM payload that fits a packet.
+    pub(crate) max_stream_payload: usize,
+    state: Mutex<State>,
+    closed: AtomicBool,
+    closed_tx: watch::Sender<Option<CloseReason>>,
+    accept_notify: Notify,
+    open_notify: Notify,
+    pub(crate) counters: SessionCounters,
+    tasks: TaskTracker,
+    /// Keeps a client's own endpoint (and a server's listener endpoint) alive.
+    _endpoint: quinn::Endpoint,
+}
+
+struct State {
+    streams: HashMap<u64, Arc<StreamShared>>,
+    accept_queue: VecDeque<Arc<StreamShared>>,
+    /// Streams this side opened (the next local stream index).
+    next_local: u64,
+    /// Streams this side may open in total (peer's MAX_STREAMS).
+    local_max: u64,
+    /// Peer streams seen (the next peer stream index).
+    peer_opened: u64,
+    /// Peer streams retired from the table.
+    peer_retired: u64,
+    /// Peer streams allowed in total (advertised MAX_STREAMS).
+    peer_max: u64,
+    /// The peer's initial stream window (its HELLO).
+    peer_window: u64,
+    paths: Vec<Arc<PathShared>>,
+    close: Option<CloseReason>,
+}
+
+impl SessionInner {
+    pub(crate) fn new(
+        client: bool,
+        settings: Settings,
+        peer: &Hello,
+        endpoint: quinn::Endpoint,
+    ) -> Arc<Self> {
+        let max_stream_payload = settings.max_packet_size - MAX_STREAM_FRAME_OVERHEAD;
+        let (closed_tx, _) = watch::channel(None);
+        Arc::new(Self {
+            client,
+            max_stream_payload,
+            state: Mutex::new(State {
+                streams: HashMap::new(),
+                accept_queue: VecDeque::new(),
+                next_local: 0,
+                local_max: peer.max_streams,
+                peer_opened: 0,
+                peer_retired: 0,
+                peer_max: settings.max_streams,
+                peer_window: peer.stream_window,
+                paths: Vec::new(),
+                close: None,
+            }),
+            settings,
+            closed: AtomicBool::new(false),
+            closed_tx,
+            accept_notify: Notify::new(),
+            open_notify: Notify::new(),
+            counters: SessionCounters::default(),
+            tasks: TaskTracker::new(),
+            _endpoint: endpoint,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The HELLO this side sends, carrying its limits.
+    pub(crate) fn hello(settings: &Settings, path_id: u64) -> Hello {
+        Hello {
+            version: crate::wire::VERSION,
+            path_id,
+            max_streams: settings.max_streams,
+            stream_window: settings.stream_window,
+        }
+    }
+
+    /// Adds a path whose handshake finished and starts its reader and writer.
+    pub(crate) fn start_path(
+        self: &Arc<Self>,
+        path: Arc<PathShared>,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) {
+        self.state().paths.push(path.clone());
+        if let Some(o) = &self.settings.observer {
+            o.path_added(path.id(), path.conn.remote_address());
+        }
+        self.tasks
+            .spawn(path::run_writer(self.clone(), path.clone(), send));
+        self.tasks.spawn(path::run_reader(self.clone(), path, recv));
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    fn side_bit(&self) -> u64 {
+        u64::from(!self.client)
+    }
+
+    fn primary_path(&self) -> Option<Arc<PathShared>> {
+        let st = self.state();
+        st.paths
+            .iter()
+            .find(|p| p.is_primary())
+            .or(st.paths.first())
+            .cloned()
+    }
+
+    /// Decodes and applies one packet (called by the executor).
+    pub(crate) fn handle_packet(&self, path: &Arc<PathShared>, packet: Bytes) {
+        if self.is_closed() {
+            return;
+        }
+        path.counters.packets_received.fetch_add(1, Relaxed);
+        self.counters.paths.packets_received.fetch_add(1, Relaxed);
+        for frame in FrameDecoder::new(packet) {
+            let result = match frame {
+                Ok(frame) => {
+                    let ty = frame.frame_type();
+                    path.counters.frame_received(ty);
+                    self.counters.paths.frame_received(ty);
+                    self.handle_frame(path, frame)
+                }
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = result {
+                self.protocol_error(path, e);
+                return;
+            }
+            if self.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn handle_frame(&self, path: &Arc<PathShared>, frame: Frame) -> Result<(), ProtocolError> {
+        match frame {
+            Frame::Stream(s) => {
+                let Some(stream) = self.stream_for_frame(s.stream_id, path)? else {
+                    return Ok(());
+                };
+                let mut st = stream.lock();
+                if st.recv.reset.is_some() || st.closed.is_some() {
+                    return Ok(());
+                }
+                let end = s.offset + s.data.len() as u64;
+                if end > st.recv.advertised {
+                    return Err(flow_control_error(end, st.recv.advertised));
+                }
+                let added = st.recv.buf.insert(s.offset, s.data, s.fin)?;
+                self.counters.recv_buffered.fetch_add(added, Relaxed);
+                if !st.recv.credit_paths.iter().any(|p| Arc::ptr_eq(p, path)) {
+                    st.recv.credit_paths.push(path.clone());
+                }
+                st.wake_reader();
+            }
+            Frame::MaxStreamData {
+                stream_id,
+                max_offset,
+            } => {
+                if let Some(stream) = self.stream_for_frame(stream_id, path)? {
+                    let mut st = stream.lock();
+                    if max_offset > st.send.max_data {
+                        st.send.max_data = max_offset;
+                        st.wake_writer();
+                    }
+                }
+            }
+            Frame::ResetStream {
+                stream_id,
+                code,
+                final_offset,
+            } => {
+                if let Some(stream) = self.stream_for_frame(stream_id, path)? {
+                    let mut st = stream.lock();
+                    let dropped = st.on_reset(ErrorCode(code), final_offset)?;
+                    self.counters.recv_buffered.fetch_sub(dropped, Relaxed);
+                    let retire = st.take_retirable();
+                    drop(st);
+                    if retire {
+                        self.retire_stream(stream_id);
+                    }
+                }
+            }
+            Frame::StopSending { stream_id, code } => {
+                if let Some(stream) = self.stream_for_frame(stream_id, path)? {
+                    let mut st = stream.lock();
+                    st.on_stop_sending(stream_id, ErrorCode(code));
+                    let retire = st.take_retirable();
+                    drop(st);
+                    if retire {
+                        self.retire_stream(stream_id);
+                    }
+                }
+            }
+            Frame::MaxStreams { max_streams } => {
+                let mut st = self.state();
+                if max_streams > st.local_max {
+                    st.local_max = max_streams;
+                    drop(st);
+                    self.open_notify.notify_waiters();
+                }
+            }
+            Frame::Ping { nonce } => {
+                if path.control_backlog() >= MAX_CONTROL_BACKLOG {
+                    return Err(ProtocolError::new(
+                        ErrorCode::EXCESSIVE_LOAD,
+                        "too many PINGs waiting for their PONG",
+                    ));
+                }
+                path.queue(Frame::Pong { nonce });
+            }
+            Frame::Pong { nonce } => {
+                if let (Some(rtt), Some(o)) = (path.on_pong(nonce), &self.settings.observer) {
+                    o.rtt_sample(path.id(), rtt);
+                }
+            }
+            Frame::Close { code, reason } => {
+                self.close_with(
+                    CloseReason::Peer {
+                        code: ErrorCode(code),
+                        reason,
+                    },
+                    false,
+                );
+            }
+            Frame::Hello(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::PROTOCOL_VIOLATION,
+                    "HELLO after the handshake",
+                ));
+            }
+            Frame::AddPath { request_id, .. } if self.client => {
+                // Multi-server sessions are not implemented in this version: refuse cleanly so
+                // the server's request completes with an error instead of hanging.
+                path.queue(Frame::AddPathResult {
+                    request_id,
+                    outcome: AddPathOutcome::Failed {
+                        code: ErrorCode::PATH_LIMIT.0,
+                        reason: "this client does not accept additional paths".into(),
+                    },
+                });
+            }
+            Frame::RemovePath { path_id } if path_id != path.id() => {
+                // No other path exists in a single-path session: nothing to remove.
+            }
+            Frame::RemovePath { .. } => {
+                self.close_with(
+                    CloseReason::Peer {
+                        code: ErrorCode::NO_ERROR,
+                        reason: "last path removed by peer".into(),
+                    },
+                    true,
+                );
+            }
+            other => {
+                return Err(ProtocolError::new(
+                    ErrorCode::PROTOCOL_VIOLATION,
+                    format!(
+                        "{} is not valid towards a {}",
+                        other.frame_type(),
+                        if self.client { "client" } else { "server" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the stream a frame refers to, opening peer streams implicitly (all lower ids
+    /// too, as in QUIC, so reordered frames cannot skip an accept). `None`: the stream was
+    /// retired and the frame is stale.
+    fn stream_for_frame(
+        &self,
+        id: u64,
+        path: &Arc<PathShared>,
+    ) -> Result<Option<Arc<StreamShared>>, ProtocolError> {
+        let mut st = self.state();
+        if let Some(s) = st.streams.get(&id) {
+            return Ok(Some(s.clone()));
+        }
+        if st.close.is_some() {
+            return Ok(None);
+        }
+        let index = id >> 1;
+        if id & 1 == self.side_bit() {
+            if index < st.next_local {
+                return Ok(None);
+            }
+            return Err(ProtocolError::new(
+                ErrorCode::STREAM_STATE,
+                format!("stream {id} was not opened by this side"),
+            ));
+        }
+        if index < st.peer_opened {
+            return Ok(None);
+        }
+        if index >= st.peer_max {
+            return Err(ProtocolError::new(
+                ErrorCode::STREAM_LIMIT,
+                format!("stream {id} exceeds the stream limit of {}", st.peer_max),
+            ));
+        }
+        let peer_bit = id & 1;
+        let mut found = None;
+        for i in st.peer_opened..=index {
+            let sid = (i << 1) | peer_bit;
+            let shared = Arc::new(StreamShared {
+                id: sid,
+                state: Mutex::new(StreamState::new(
+                    self.settings.stream_window,
+                    st.peer_window,
+                    path.clone(),
+                )),
+            });
+            st.streams.insert(sid, shared.clone());
+            st.accept_queue.push_back(shared.clone());
+            found = Some(shared);
+        }
+        let opened = index + 1 - st.peer_opened;
+        st.peer_opened = index + 1;
+        drop(st);
+        self.counters.streams_accepted.fetch_add(opened, Relaxed);
+        self.accept_notify.notify_waiters();
+        Ok(found)
+    }
+
+    /// Removes a stream whose both halves are finished; peer streams free a MAX_STREAMS slot.
+    pub(crate) fn retire_stream(&self, id: u64) {
+        let mut st = self.state();
+        if st.streams.remove(&id).is_none() {
+            return;
+        }
+        if id & 1 != self.side_bit() {
+            st.peer_retired += 1;
+            st.peer_max = st.peer_retired + self.settings.max_streams;
+            let frame = Frame::MaxStreams {
+                max_streams: st.peer_max,
+            };
+            let primary = st.paths.iter().find(|p| p.is_primary()).cloned();
+            drop(st);
+            if let Some(p) = primary {
+                p.queue(frame);
+            }
+        }
+    }
+
+    fn protocol_error(&self, path: &Arc<PathShared>, err: ProtocolError) {
+        tracing::warn!(
+            path = path.id(),
+            remote = %path.conn.remote_address(),
+            code = %err.code,
+            "kwik protocol error, closing: {}",
+            err.reason
+        );
+        if let Some(o) = &self.settings.observer {
+            o.protocol_error(err.code);
+        }
+        self.close_with(CloseReason::Protocol(err), true);
+    }
+
+    /// A path ended (connection lost, protocol error, peer finished). A session with a single
+    /// path ends with it; removing one path of several is the multi-path extension's job.
+    pub(crate) fn path_failed(&self, path: &Arc<PathShared>, reason: CloseReason) {
+        match reason {
+            CloseReason::Protocol(e) => self.protocol_error(path, e),
+            CloseReason::Local { .. } => self.close_with(reason, true),
+            other => self.close_with(other, false),
+        }
+    }
+
+    /// Closes the session once: records `reason`, fails pending operations, and closes every
+    /// path (with a CLOSE frame when `send_close`).
+    pub(crate) fn close_with(&self, reason: CloseReason, send_close: bool) {
+        let (streams, paths) = {
+            let mut st = self.state();
+            if st.close.is_some() {
+                return;
+            }
+            st.close = Some(reason.clone());
+            self.closed.store(true, Relaxed);
+            st.accept_queue.clear();
+            let streams: Vec<_> = st.streams.drain().map(|(_, s)| s).collect();
+            (streams, st.paths.clone())
+        };
+        for stream in streams {
+            let mut st = stream.lock();
+            st.closed = Some(reason.clone());
+            st.wake_all();
+        }
+        self.accept_notify.notify_waiters();
+        self.open_notify.notify_waiters();
+        let (code, text) = match &reason {
+            CloseReason::Local { code, reason } | CloseReason::Peer { code, reason } => {
+                (*code, reason.as_str())
+            }
+            CloseReason::Protocol(e) => (e.code, e.reason.as_str()),
+            CloseReason::ConnectionLost(_) => (ErrorCode::NO_ERROR, ""),
+        };
+        for path in &paths {
+            if send_close {
+                path.close_gracefully(code, text);
+            } else {
+                path.abort(code, text);
+            }
+            if let Some(o) = &self.settings.observer {
+                o.path_removed(path.id());
+            }
+        }
+        self.tasks.close();
+        if let Some(o) = &self.settings.observer {
+            o.session_closed(self.client, &reason);
+        }
+        self.closed_tx.send_replace(Some(reason));
+    }
+
+    async fn open_stream(self: &Arc<Self>) -> Result<Arc<StreamShared>, SessionError> {
+        loop {
+            let notified = self.open_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state();
+                if let Some(reason) = &st.close {
+                    return Err(SessionError::Closed(reason.clone()));
+                }
+                if st.next_local < st.local_max {
+                    let path = st
+                        .paths
+                        .iter()
+                        .find(|p| p.is_primary())
+                        .or(st.paths.first())
+                        .cloned()
+                        .ok_or_else(|| SessionError::Closed(no_path()))?;
+                    let id = (st.next_local << 1) | self.side_bit();
+                    st.next_local += 1;
+                    let shared = Arc::new(StreamShared {
+                        id,
+                        state: Mutex::new(StreamState::new(
+                            self.settings.stream_window,
+                            st.peer_window,
+                            path,
+                        )),
+                    });
+                    st.streams.insert(id, shared.clone());
+                    self.counters.streams_opened.fetch_add(1, Relaxed);
+                    return Ok(shared);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    async fn accept_stream(&self) -> Result<Arc<StreamShared>, SessionError> {
+        loop {
+            let notified = self.accept_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state();
+                if let Some(s) = st.accept_queue.pop_front() {
+                    return Ok(s);
+                }
+                if let Some(reason) = &st.close {
+                    return Err(SessionError::Closed(reason.clone()));
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+fn no_path() -> CloseReason {
+    CloseReason::Local {
+        code: ErrorCode::INTERNAL,
+        reason: "no path".into(),
+    }
+}
+
+/// Closes the session when the last [`Session`] and [`Stream`] handle is dropped.
+pub(crate) struct SessionHandle {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        self.inner.close_with(
+            CloseReason::Local {
+                code: ErrorCode::NO_ERROR,
+                reason: "session dropped".into(),
+            },
+            true,
+        );
+    }
+}
+
+/// A KWIK session: one client talking to a server over one or more paths.
+///
+/// Cheap to clone; the session closes (CLOSE with code 0) when the last clone and the last
+/// [`Stream`] are dropped, or explicitly with [`close`](Session::close).
+#[derive(Clone)]
+pub struct Session {
+    handle: Arc<SessionHandle>,
+}
+
+impl Session {
+    pub(crate) fn new(inner: Arc<SessionInner>) -> Self {
+        if let Some(o) = &inner.settings.observer {
+            o.session_opened(inner.client);
+        }
+        Self {
+            handle: Arc::new(SessionHandle { inner }),
+        }
+    }
+
+    fn inner(&self) -> &Arc<SessionInner> {
+        &self.handle.inner
+    }
+
+    /// Opens a stream. Waits while the peer's stream limit (MAX_STREAMS) is reached. The peer
+    /// learns of the stream with its first byte (or FIN).
+    pub async fn open_stream(&self) -> Result<Stream, SessionError> {
+        let shared = self.inner().open_stream().await?;
+        Ok(Stream::new(shared, self.handle.clone()))
+    }
+
+    /// Waits for the next stream the peer opened.
+    pub async fn accept_stream(&self) -> Result<Stream, SessionError> {
+        let shared = self.inner().accept_stream().await?;
+        Ok(Stream::new(shared, self.handle.clone()))
+    }
+
+    /// Closes the session: every path sends CLOSE{code, reason}, pending and future
+    /// operations fail with [`CloseReason::Local`]. Data already received stays readable.
+    pub fn close(&self, code: ErrorCode, reason: &str) {
+        self.inner().close_with(
+            CloseReason::Local {
+                code,
+                reason: reason.to_owned(),
+            },
+            true,
+        );
+    }
+
+    /// Waits until the session is closed and its path tasks have ended; returns why.
+    pub async fn closed(&self) -> CloseReason {
+        let mut rx = self.inner().closed_tx.subscribe();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or_else(no_path),
+            Err(_) => no_path(),
+        };
+        self.inner().tasks.wait().await;
+        reason
+    }
+
+    /// Why the session closed, or `None` while it is open.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.inner().closed_tx.borrow().clone()
+    }
+
+    /// Whether this is the client side.
+    pub fn is_client(&self) -> bool {
+        self.inner().client
+    }
+
+    /// The primary path's remote address.
+    pub fn remote_address(&self) -> Option<SocketAddr> {
+        self.inner().primary_path().map(|p| p.conn.remote_address())
+    }
+
+    /// A snapshot of every path.
+    pub fn paths(&self) -> Vec<PathInfo> {
+        self.inner()
+            .state()
+            .paths
+            .iter()
+            .map(|p| p.info())
+            .collect()
+    }
+
+    /// A snapshot of the session counters.
+    pub fn stats(&self) -> SessionStats {
+        let inner = self.inner();
+        let streams_active = inner.state().streams.len() as u64;
+        let c = &inner.counters;
+        SessionStats {
+            streams_opened: c.streams_opened.load(Relaxed),
+            streams_accepted: c.streams_accepted.load(Relaxed),
+            streams_active,
+            stream_bytes_sent: c.stream_bytes_sent.load(Relaxed),
+            stream_bytes_received: c.stream_bytes_received.load(Relaxed),
+            recv_buffered: c.recv_buffered.load(Relaxed),
+            paths: c.paths.snapshot(),
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client", &self.inner().client)
+            .field("remote", &self.remote_address())
+            .finish_non_exhaustive()
+    }
+}

@@ -77,6 +77,8 @@ fn every_variant_reports_without_errors() {
         "500",
         "--duration",
         "2s",
+        "--dispatch",
+        "all",
         "--baseline",
         "quic",
     ]);
@@ -85,7 +87,7 @@ fn every_variant_reports_without_errors() {
         .iter()
         .map(|r| r["variant"].as_str().unwrap())
         .collect();
-    assert_eq!(variants, ["quic"]);
+    assert_eq!(variants, ["quic", "kwik-pool", "kwik-inline", "kwik-spawn"]);
     for run in runs {
         check_run(run, 20);
     }

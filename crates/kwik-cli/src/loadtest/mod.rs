@@ -11,15 +11,17 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ::kwik::config::{Dispatch, PerformanceConfig};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use kwik_config::PerformanceConfig;
 
 mod driver;
+mod facade;
 mod probe;
 mod quic;
 mod report;
+mod tls;
 
 use driver::Workload;
 use report::{JsonReport, JsonRun, Measured, Mode};
@@ -101,18 +103,31 @@ enum Baseline {
 /// One column of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
+    /// Raw quinn.
     Quic,
+    /// kwik with this dispatch.
+    Kwik(Dispatch),
 }
 
 impl Variant {
+    const ALL: [Self; 4] = [
+        Self::Quic,
+        Self::Kwik(Dispatch::Pool),
+        Self::Kwik(Dispatch::Inline),
+        Self::Kwik(Dispatch::Spawn),
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::Quic => "quic",
+            Self::Kwik(Dispatch::Pool) => "kwik-pool",
+            Self::Kwik(Dispatch::Inline) => "kwik-inline",
+            Self::Kwik(Dispatch::Spawn) => "kwik-spawn",
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [Self::Quic].into_iter().find(|v| v.name() == name)
+        Self::ALL.into_iter().find(|v| v.name() == name)
     }
 }
 
@@ -120,11 +135,15 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     if args.duration.is_zero() || args.duration > MAX_DURATION {
         bail!("--duration must be between 1ms and {MAX_DURATION:?}");
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => PerformanceConfig::load(path)?,
         None => PerformanceConfig::default(),
     }
     .with_env_overrides()?;
+    // Several runs may overlap (tests, a second terminal): endpoints on ephemeral ports only.
+    config.metrics.listen.set_port(0);
+    config.profiling.listen.set_port(0);
+    config.profiling.pprof_port = None;
 
     if let Some(name) = &args.only {
         let variant =
@@ -138,7 +157,7 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let variants = variants(&args, &config)?;
+    let variants = variants(&args, &config);
     let runs = if let [variant] = variants[..] {
         vec![run_in_process(variant, &args, &config)?]
     } else {
@@ -151,15 +170,20 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<()> {
 }
 
 /// The variants asked for, baseline first.
-fn variants(args: &LoadtestArgs, _config: &PerformanceConfig) -> anyhow::Result<Vec<Variant>> {
+fn variants(args: &LoadtestArgs, config: &PerformanceConfig) -> Vec<Variant> {
     let mut variants = Vec::new();
     if args.baseline == Some(Baseline::Quic) {
         variants.push(Variant::Quic);
     }
-    if args.dispatch.is_some() || variants.is_empty() {
-        bail!("the kwik variants need kwik-transport, which this build does not have yet");
-    }
-    Ok(variants)
+    let dispatches = match args.dispatch {
+        None => vec![config.transport.dispatch],
+        Some(DispatchArg::Pool) => vec![Dispatch::Pool],
+        Some(DispatchArg::Inline) => vec![Dispatch::Inline],
+        Some(DispatchArg::Spawn) => vec![Dispatch::Spawn],
+        Some(DispatchArg::All) => vec![Dispatch::Pool, Dispatch::Inline, Dispatch::Spawn],
+    };
+    variants.extend(dispatches.into_iter().map(Variant::Kwik));
+    variants
 }
 
 /// Prints the table (and the first error of each variant that had one), writes `--json`.
@@ -232,9 +256,14 @@ fn run_in_process(
     let progress = progress_bar(args.duration);
     let measured = runtime.block_on(async {
         let peak = probe::PeakTracker::start();
+        let tls = tls::DevTls::generate()?;
         match variant {
             Variant::Quic => {
-                let target = quic::QuicTarget::start(config)?;
+                let target = quic::QuicTarget::start(config, &tls)?;
+                driver::run(variant.name(), target, workload, peak, &progress).await
+            }
+            Variant::Kwik(dispatch) => {
+                let target = facade::KwikTarget::start(config, dispatch, &tls).await?;
                 driver::run(variant.name(), target, workload, peak, &progress).await
             }
         }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
+use kwik::metrics::LatencyRecorder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -37,9 +37,6 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The byte every payload is filled with after its 8-byte timestamp, checked on return.
 const FILL: u8 = b'k';
-
-/// Highest latency the histograms hold (60 s, in nanoseconds); anything slower is clamped.
-const MAX_LATENCY_NS: u64 = 60_000_000_000;
 
 /// The read half of a stream.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
@@ -89,11 +86,8 @@ struct Counters {
     errors: AtomicU64,
 }
 
-/// What one session's task hands back.
-struct SessionOutcome {
-    latencies: Histogram<u64>,
-    first_error: Option<String>,
-}
+/// What one session's task hands back: its first error, if any.
+type SessionOutcome = Option<String>;
 
 /// Runs `workload` against `target` and measures it. `peak` was started before the target was
 /// built, so the peak RSS covers the server too.
@@ -108,6 +102,8 @@ pub(crate) async fn run<T: Target>(
     let mut tasks_peak = runtime.metrics().num_alive_tasks();
     let rss_before = probe::rss_bytes().unwrap_or(0);
     let counters = Arc::new(Counters::default());
+    // HDR histograms (3 significant digits, up to 60 s), sharded so sessions rarely contend.
+    let latencies = Arc::new(LatencyRecorder::new());
     let mut first_error = None;
 
     // Every session at once, as a crowd of clients arriving together would.
@@ -179,6 +175,7 @@ pub(crate) async fn run<T: Target>(
     let mut running = JoinSet::new();
     for (index, session) in sessions.into_iter().enumerate() {
         let counters = Arc::clone(&counters);
+        let latencies = Arc::clone(&latencies);
         let pacing = match per_session_interval {
             // Stagger the sessions over one interval so the aggregate rate is smooth.
             Some(interval) => Pacing::Open {
@@ -189,7 +186,10 @@ pub(crate) async fn run<T: Target>(
         };
         let size = workload.size;
         running.spawn(async move {
-            let outcome = drive::<T>(&session, pacing, size, base, end, deadline, &counters).await;
+            let outcome = drive::<T>(
+                &session, pacing, size, base, end, deadline, &counters, &latencies,
+            )
+            .await;
             T::close(session);
             outcome
         });
@@ -197,14 +197,11 @@ pub(crate) async fn run<T: Target>(
 
     progress.set_message(variant.to_owned());
     let mut ticker = tokio::time::interval(SAMPLE_EVERY);
-    let mut latencies = new_histogram();
     loop {
         tokio::select! {
             joined = running.join_next() => match joined {
                 Some(Ok(outcome)) => {
-                    // Same bounds on both sides: adding cannot fail.
-                    let _ = latencies.add(&outcome.latencies);
-                    if let Some(err) = outcome.first_error {
+                    if let Some(err) = outcome {
                         first_error.get_or_insert(err);
                     }
                 }
@@ -239,7 +236,7 @@ pub(crate) async fn run<T: Target>(
     } else {
         0.0
     };
-    measured.latency_us = Latency::from_histogram(&latencies);
+    measured.latency_us = Latency::from_stats(&latencies.snapshot());
     measured.rss_peak_bytes = peak.peak();
     measured.tasks_peak = tasks_peak;
     // A message sent and never echoed back is an error, as is every failure counted above.
@@ -261,6 +258,7 @@ enum Pacing {
 }
 
 /// One session: opens its stream, sends and receives until the window ends, drains.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn drive<T: Target>(
     session: &T::Session,
     pacing: Pacing,
@@ -269,17 +267,14 @@ async fn drive<T: Target>(
     end: Instant,
     deadline: tokio::time::Instant,
     counters: &Counters,
+    latencies: &LatencyRecorder,
 ) -> SessionOutcome {
-    let mut outcome = SessionOutcome {
-        latencies: new_histogram(),
-        first_error: None,
-    };
+    let mut first_error = None;
     let channel = match T::open(session).await {
         Ok(channel) => channel,
         Err(err) => {
             counters.errors.fetch_add(1, Ordering::Relaxed);
-            outcome.first_error = Some(format!("open stream: {err:#}"));
-            return outcome;
+            return Some(format!("open stream: {err:#}"));
         }
     };
     let Channel { reader, writer } = channel;
@@ -291,7 +286,6 @@ async fn drive<T: Target>(
         deadline,
         send_loop(writer, pacing, size, base, end, counters),
     );
-    let latencies = &mut outcome.latencies;
     let receive = tokio::time::timeout_at(
         deadline,
         receive_loop(reader, size, base, window, latencies, counters),
@@ -304,9 +298,9 @@ async fn drive<T: Target>(
             Err(_) => format!("{what}: still running {DRAIN:?} after the window"),
         };
         counters.errors.fetch_add(1, Ordering::Relaxed);
-        outcome.first_error.get_or_insert(message);
+        first_error.get_or_insert(message);
     }
-    outcome
+    first_error
 }
 
 async fn send_loop(
@@ -354,7 +348,7 @@ async fn receive_loop(
     size: usize,
     base: Instant,
     window: Option<Arc<Semaphore>>,
-    latencies: &mut Histogram<u64>,
+    latencies: &LatencyRecorder,
     counters: &Counters,
 ) -> std::io::Result<()> {
     let mut message = vec![0; size];
@@ -374,8 +368,7 @@ async fn receive_loop(
         }
         let now = base.elapsed();
         let sent_at = read_stamp(&message)?;
-        let latency = now.saturating_sub(sent_at).as_nanos();
-        latencies.saturating_record(u64::try_from(latency).unwrap_or(MAX_LATENCY_NS));
+        latencies.record(now.saturating_sub(sent_at), true);
         counters.received.fetch_add(1, Ordering::Relaxed);
         counters.bytes.fetch_add(size as u64, Ordering::Relaxed);
         if let Some(permits) = &window {
@@ -402,11 +395,6 @@ fn read_stamp(message: &[u8]) -> std::io::Result<Duration> {
     let mut nanos = [0; 8];
     nanos.copy_from_slice(stamp);
     Ok(Duration::from_nanos(u64::from_le_bytes(nanos)))
-}
-
-fn new_histogram() -> Histogram<u64> {
-    // 3 significant digits from 1 ns to 60 s: constant bounds that hdrhistogram accepts.
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
+use std::time::Duration;
+
+use kwik::metrics::RequestStats;
 use serde::{Deserialize, Serialize};
 
 /// The workload shape.
@@ -28,18 +30,16 @@ pub(crate) struct Latency {
 }
 
 impl Latency {
-    /// Percentiles of a histogram recorded in nanoseconds.
-    pub(crate) fn from_histogram(histogram: &Histogram<u64>) -> Self {
-        if histogram.is_empty() {
-            return Self::default();
-        }
-        let us = |ns: u64| (ns as f64 / 1000.0 * 10.0).round() / 10.0;
+    /// The percentiles of a latency recorder's snapshot.
+    pub(crate) fn from_stats(stats: &RequestStats) -> Self {
+        // Microseconds with one decimal: finer than the histogram's 3 significant digits.
+        let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
         Self {
-            p50: us(histogram.value_at_quantile(0.50)),
-            p95: us(histogram.value_at_quantile(0.95)),
-            p99: us(histogram.value_at_quantile(0.99)),
-            p999: us(histogram.value_at_quantile(0.999)),
-            max: us(histogram.max()),
+            p50: us(stats.p50),
+            p95: us(stats.p95),
+            p99: us(stats.p99),
+            p999: us(stats.p999),
+            max: us(stats.max),
         }
     }
 }

@@ -27,3 +27,8 @@ ci:
 # Check the shipped configurations with the kwik binary.
 config-check:
     cargo run --locked -p kwik-cli -- config check configs/performance.toml configs/low-latency.toml configs/high-throughput.toml
+
+# The seed's load scenario (1000 sessions, 10,000 msg/s, 64 B echoes, 10 s) on kwik with every
+# dispatch and on raw quinn, side by side; add e.g. `--mode connect --connections 50`.
+loadtest *ARGS:
+    cargo run --release --locked -p kwik-cli -- loadtest --dispatch all --baseline quic {{ARGS}}

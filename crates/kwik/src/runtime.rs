@@ -46,6 +46,10 @@ macro_rules! transport_settings {
     }};
 }
 
+/// Client configurations a runtime keeps (one per distinct [`Trust`]); a process dialing with
+/// more trusts than this rebuilds the oldest, which only costs a new client endpoint.
+const MAX_CLIENT_CONFIGS: usize = 16;
+
 /// The cache a runtime builds from `[cache]`: bytes values (lz4-compressed above the
 /// threshold) under string keys.
 #[cfg(feature = "cache")]
@@ -98,6 +102,9 @@ struct Inner {
     telemetry: Option<crate::telemetry::Telemetry>,
     /// Tasks the runtime owns (the cache sweep); aborted at shutdown.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Client configurations already built, per trust: sessions dialed with one configuration
+    /// share its client endpoint (one UDP socket), so they are kept and reused.
+    clients: Mutex<Vec<(Trust, ClientConfig)>>,
     /// Endpoints of the listeners, closed at shutdown.
     listeners: Mutex<Vec<quinn::Endpoint>>,
     shut_down: AtomicBool,
@@ -184,6 +191,7 @@ impl Runtime {
                 #[cfg(feature = "metrics")]
                 telemetry,
                 tasks: Mutex::new(tasks),
+                clients: Mutex::new(Vec::new()),
                 listeners: Mutex::new(Vec::new()),
                 shut_down: AtomicBool::new(false),
             }),
@@ -251,9 +259,24 @@ impl Runtime {
         if self.is_shut_down() {
             return Err(DialError::ShutDown);
         }
-        let config = self.client_config(trust)?;
+        let config = self.shared_client_config(trust)?;
         let session = kwik_transport::dial(addr, &config).await?;
         Ok(Session::new(session, None))
+    }
+
+    /// The client configuration for `trust`, built once and then reused, so that every session
+    /// dialed with the same trust shares one client endpoint (one UDP socket and its buffers).
+    fn shared_client_config(&self, trust: &Trust) -> Result<ClientConfig, DialError> {
+        let mut clients = lock(&self.inner.clients);
+        if let Some((_, config)) = clients.iter().find(|(t, _)| t == trust) {
+            return Ok(config.clone());
+        }
+        let config = self.client_config(trust)?;
+        if clients.len() == MAX_CLIENT_CONFIGS {
+            clients.remove(0);
+        }
+        clients.push((trust.clone(), config.clone()));
+        Ok(config)
     }
 
     /// Listens for KWIK sessions on `addr` (port 0 picks a free port), presenting `identity`.

@@ -4,7 +4,7 @@
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The certificates a dialing client accepts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Trust {
     /// Trust these root certificate authorities (or self-signed certificates) and nothing else.

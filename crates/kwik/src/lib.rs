@@ -51,8 +51,10 @@
 //!
 //! # Features
 //!
-//! - `runtime` (default): [`Runtime`], [`dial_addr`] / [`listen_addr`]; needs `config`, `pool`,
-//!   `buffer` and `transport`.
+//! Default: `runtime`, `cache` and `metrics`, what the default `performance.toml` turns on.
+//!
+//! - `runtime`: [`Runtime`], [`dial_addr`] / [`listen_addr`]; needs `config`, `pool`, `buffer`
+//!   and `transport`.
 //! - `config`: [`config`], the `performance.toml` schema.
 //! - `pool`: [`pool`], the worker pool.
 //! - `buffer`: [`buffer`], pooled buffers.

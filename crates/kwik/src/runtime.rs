@@ -170,14 +170,13 @@ impl Runtime {
         #[cfg(not(feature = "metrics"))]
         let observer = None;
 
-        let mut tasks = Vec::new();
         #[cfg(feature = "cache")]
-        if let Some(cache) = &cache {
-            tasks.push(tokio::spawn(sweep(
-                Arc::clone(cache),
-                config.cache.cleanup_interval,
-            )));
-        }
+        let tasks: Vec<JoinHandle<()>> = cache
+            .iter()
+            .map(|cache| tokio::spawn(sweep(Arc::clone(cache), config.cache.cleanup_interval)))
+            .collect();
+        #[cfg(not(feature = "cache"))]
+        let tasks: Vec<JoinHandle<()>> = Vec::new();
 
         let runtime = Self {
             inner: Arc::new(Inner {

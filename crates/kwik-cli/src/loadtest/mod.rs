@@ -188,17 +188,21 @@ fn variants(args: &LoadtestArgs, config: &PerformanceConfig) -> Vec<Variant> {
 
 /// Prints the table (and the first error of each variant that had one), writes `--json`.
 fn finish(args: &LoadtestArgs, runs: &[Measured]) -> anyhow::Result<()> {
-    let mode = match args.mode {
-        Mode::Echo => format!("echo, {} msg/s", args.rate),
-        Mode::Bulk => "bulk".to_owned(),
+    let shape = match args.mode {
+        Mode::Echo => format!(
+            "echo, {} msg/s, {} B messages, {}",
+            args.rate,
+            args.size,
+            humantime::format_duration(args.duration)
+        ),
+        Mode::Bulk => format!(
+            "bulk, {} B messages, {}",
+            args.size,
+            humantime::format_duration(args.duration)
+        ),
         Mode::Connect => "connect".to_owned(),
     };
-    println!(
-        "kwik loadtest: {} sessions, {mode}, {} B messages, {}",
-        args.connections,
-        args.size,
-        humantime::format_duration(args.duration)
-    );
+    println!("kwik loadtest: {} sessions, {shape}", args.connections);
     print!("{}", report::table(runs));
     for run in runs {
         if let Some(err) = &run.first_error {

@@ -177,6 +177,10 @@ impl SessionInner {
                 if end > st.recv.advertised {
                     return Err(flow_control_error(end, st.recv.advertised));
                 }
+                if st.recv.is_stopped() {
+                    // The application stopped reading: the bytes are dropped on arrival.
+                    return Ok(());
+                }
                 let added = st.recv.buf.insert(s.offset, s.data, s.fin)?;
                 self.counters.recv_buffered.fetch_add(added, Relaxed);
                 if !st.recv.credit_paths.iter().any(|p| Arc::ptr_eq(p, path)) {

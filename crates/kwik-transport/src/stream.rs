@@ -232,6 +232,12 @@ pub(crate) struct RecvState {
     waker: Option<Waker>,
 }
 
+impl RecvState {
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
 /// Send half state.
 #[derive(Debug)]
 pub(crate) struct SendState {

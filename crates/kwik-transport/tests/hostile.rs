@@ -252,3 +252,45 @@ both_executors!(missing_hello_fails_the_handshake, |exec| async move {
     endpoint.wait_idle().await;
     pair.shutdown().await;
 });
+
+both_executors!(
+    a_stalled_handshake_does_not_block_accept,
+    |exec| async move {
+        let pair = Pair::new(exec).await;
+        // A client that completes QUIC but never sends HELLO.
+        let endpoint =
+            quic::endpoint(quic::unspecified_for(pair.listener.local_addr()), 0, None).unwrap();
+        let stalled = endpoint
+            .connect_with(
+                pair.client_config.quinn_client_config(),
+                pair.listener.local_addr(),
+                "localhost",
+            )
+            .unwrap()
+            .await
+            .unwrap();
+        // A well-behaved client is accepted meanwhile.
+        let (client, server) = tokio::join!(
+            kwik_transport::dial(pair.listener.local_addr(), &pair.client_config),
+            pair.listener.accept()
+        );
+        let (client, server) = (client.unwrap(), server.unwrap());
+        let mut s = client.open_stream().await.unwrap();
+        s.write_all(b"ok").await.unwrap();
+        s.finish().unwrap();
+        let mut incoming = tokio::time::timeout(BOUND, server.accept_stream())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = Vec::new();
+        incoming.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ok");
+        drop((s, incoming));
+        client.close(ErrorCode::NO_ERROR, "done");
+        client.closed().await;
+        server.closed().await;
+        stalled.close(0u32.into(), b"done");
+        endpoint.wait_idle().await;
+        pair.shutdown().await;
+    }
+);

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod loadtest;
+mod serve;
 
 /// kwik: QUIC With Intelligent Konnections, one session over several servers.
 #[derive(Debug, Parser)]
@@ -26,6 +27,8 @@ enum Command {
     Config(config::ConfigCommand),
     /// Drive many sessions against an echo server and report latency, CPU and memory.
     Loadtest(loadtest::LoadtestArgs),
+    /// Serve echo, file ranges and HTTP over KWIK streams.
+    Serve(serve::ServeArgs),
 }
 
 /// Exit code of a rejected configuration (clap uses the same code for a usage error).
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Config(command) => config::run(command),
         Command::Loadtest(args) => loadtest::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

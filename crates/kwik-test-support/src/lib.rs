@@ -62,6 +62,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod promtool;
 mod relay;
 mod tls;
 

@@ -47,6 +47,7 @@ pub async fn dial(addr: SocketAddr, config: &ClientConfig) -> Result<Session, Co
             HandshakeError::Protocol(p) => ConnectError::Protocol(p),
         })?;
     let inner = SessionInner::new(true, settings.clone(), &hello, endpoint);
+    inner.multi.set_dialer(config.clone(), hello.stream_window);
     let path = Arc::new(PathShared::new(PRIMARY_PATH_ID, conn, true));
     inner.start_path(path, send, recv);
     Ok(Session::new(inner))

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::error::{CloseReason, ErrorCode, ProtocolError};
 use crate::executor::PacketJob;
 use crate::session::SessionInner;
-use crate::stats::{Counters, PathInfo};
+use crate::stats::{Counters, PathInfo, PathState};
 use crate::wire::{self, Frame, FrameDecoder, Hello, PACKET_HEADER_LEN};
 
 /// How long a closing path waits for the peer to acknowledge its last packets (including
@@ -154,7 +154,7 @@ impl PathShared {
         self.closing_signal.notify_waiters();
     }
 
-    fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.outbox().closing.is_some()
     }
 
@@ -190,12 +190,21 @@ impl PathShared {
             remote: self.remote,
             primary: self.primary.load(Relaxed),
             rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
+            state: if self.is_closing() {
+                PathState::Closing
+            } else {
+                PathState::Active
+            },
             counters: self.counters.snapshot(),
         }
     }
 
     pub(crate) fn is_primary(&self) -> bool {
         self.primary.load(Relaxed)
+    }
+
+    pub(crate) fn set_primary(&self, primary: bool) {
+        self.primary.store(primary, Relaxed);
     }
 }
 
@@ -331,6 +340,7 @@ pub(crate) async fn run_reader(
     // `None` while idle: a path waiting for data holds no read buffer (idle sessions are
     // cheap); the first chunk of a burst takes one from the pool.
     let mut buf: Option<PooledBuf> = None;
+    let mut next_seq = 0u64;
     let outcome: Result<(), CloseReason> = 'read: loop {
         let read = match buf.as_mut() {
             None => match recv.read_chunk(usize::MAX, true).await {
@@ -399,8 +409,11 @@ pub(crate) async fn run_reader(
             if session.is_closed() {
                 break 'read Ok(());
             }
+            let seq = next_seq;
+            next_seq += 1;
             let job = PacketJob {
                 packet,
+                seq,
                 session: session.clone(),
                 path: path.clone(),
             };

@@ -166,7 +166,7 @@ fn bulk(c: &mut Criterion) {
     ] {
         let mut pair = rt.block_on(kwik_drain_pair(executor));
         group.bench_function(name, |b| {
-            b.iter(|| rt.block_on(kwik_bulk(&mut pair, &chunk)))
+            b.iter(|| rt.block_on(kwik_bulk(&mut pair, &chunk)));
         });
         pair.client.close(ErrorCode::NO_ERROR, "bench done");
         rt.block_on(pair.client.closed());
@@ -182,8 +182,8 @@ fn bulk(c: &mut Criterion) {
                 }
                 send.finish().unwrap();
                 assert_eq!(raw.drained.recv().await, Some(BULK));
-            })
-        })
+            });
+        });
     });
     raw.conn.close(0u32.into(), b"bench done");
     group.finish();
@@ -233,8 +233,8 @@ fn echo(c: &mut Criterion) {
                 let mut reply = [0u8; ECHO];
                 stream.write_all(&request).await.unwrap();
                 stream.read_exact(&mut reply).await.unwrap();
-            })
-        })
+            });
+        });
     });
     drop(stream);
     echo_pair.client.close(ErrorCode::NO_ERROR, "bench done");
@@ -248,8 +248,8 @@ fn echo(c: &mut Criterion) {
                 let mut reply = [0u8; ECHO];
                 send.write_all(&request).await.unwrap();
                 recv.read_exact(&mut reply).await.unwrap();
-            })
-        })
+            });
+        });
     });
     raw.conn.close(0u32.into(), b"bench done");
     group.finish();

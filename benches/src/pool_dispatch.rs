@@ -30,6 +30,10 @@ pub enum Strategy {
     KwikPoolExecute,
     /// `tokio::spawn` per job.
     TokioSpawn,
+    /// The bare sharded design kwik-pool builds on: one bounded flume channel and one worker per
+    /// shard, `key % workers`, no handles, stats, panic or timeout handling. Shows what per-key
+    /// order costs by itself, apart from kwik-pool's own overhead.
+    ShardedQueue,
     /// The seed's design: one bounded flume channel (`workers × queue_capacity`; the seed used
     /// `workers × 10`), N workers, no order.
     SharedQueue,
@@ -37,10 +41,11 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every strategy, in report order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::KwikPoolKeyed,
         Self::KwikPoolExecute,
         Self::TokioSpawn,
+        Self::ShardedQueue,
         Self::SharedQueue,
     ];
 
@@ -50,6 +55,7 @@ impl Strategy {
             Self::KwikPoolKeyed => "kwik_pool_keyed",
             Self::KwikPoolExecute => "kwik_pool_execute",
             Self::TokioSpawn => "tokio_spawn",
+            Self::ShardedQueue => "sharded_queue",
             Self::SharedQueue => "shared_queue",
         }
     }
@@ -64,7 +70,8 @@ impl Strategy {
 pub struct Dispatcher {
     strategy: Strategy,
     pool: Option<WorkerPool>,
-    queue: Option<flume::Sender<BoxJob>>,
+    /// The shared queue, or one queue per shard.
+    queues: Vec<flume::Sender<BoxJob>>,
 }
 
 /// Jobs of the current batch not yet finished, and the wake-up of the waiting producer. One
@@ -91,6 +98,13 @@ pub fn hash64(seed: u64) -> u64 {
     })
 }
 
+/// A flume worker: runs the jobs it receives one at a time until the channel closes.
+async fn drain(rx: flume::Receiver<BoxJob>) {
+    while let Ok(job) = rx.recv_async().await {
+        job.await;
+    }
+}
+
 impl Dispatcher {
     /// Builds `strategy` on `runtime` with `workers` workers holding up to `queue_capacity` queued
     /// jobs each (the shared queue holds `workers × queue_capacity`; `tokio_spawn` ignores both).
@@ -104,7 +118,7 @@ impl Dispatcher {
         let mut dispatcher = Self {
             strategy,
             pool: None,
-            queue: None,
+            queues: Vec::new(),
         };
         match strategy {
             Strategy::KwikPoolKeyed | Strategy::KwikPoolExecute => {
@@ -118,14 +132,16 @@ impl Dispatcher {
             Strategy::SharedQueue => {
                 let (tx, rx) = flume::bounded::<BoxJob>(workers * queue_capacity);
                 for _ in 0..workers {
-                    let rx = rx.clone();
-                    runtime.spawn(async move {
-                        while let Ok(job) = rx.recv_async().await {
-                            job.await;
-                        }
-                    });
+                    runtime.spawn(drain(rx.clone()));
                 }
-                dispatcher.queue = Some(tx);
+                dispatcher.queues.push(tx);
+            }
+            Strategy::ShardedQueue => {
+                for _ in 0..workers {
+                    let (tx, rx) = flume::bounded::<BoxJob>(queue_capacity);
+                    runtime.spawn(drain(rx));
+                    dispatcher.queues.push(tx);
+                }
             }
             Strategy::TokioSpawn => {}
         }
@@ -137,7 +153,7 @@ impl Dispatcher {
         REMAINING.store(jobs as usize, Ordering::Release);
         let strategy = self.strategy;
         let pool = self.pool.clone();
-        let queue = self.queue.clone();
+        let queues = self.queues.clone();
         let producer = runtime.spawn(async move {
             match strategy {
                 Strategy::KwikPoolKeyed => {
@@ -170,9 +186,11 @@ impl Dispatcher {
                         drop(tokio::spawn(tiny_job(i)));
                     }
                 }
-                Strategy::SharedQueue => {
-                    let queue = queue.expect("built with a queue");
+                Strategy::SharedQueue | Strategy::ShardedQueue => {
+                    // One queue for the shared design; key % workers for the sharded one.
+                    let shards = queues.len() as u64;
                     for i in 0..jobs {
+                        let queue = &queues[(i % KEYS % shards) as usize];
                         queue
                             .send_async(Box::pin(tiny_job(i)))
                             .await

@@ -1,5 +1,5 @@
 //! Overload: one producer dispatches N tiny jobs as fast as it can through each strategy; prints
-//! jobs/s and peak RSS per strategy.
+//! jobs/s, CPU time per job and peak RSS per strategy.
 //!
 //! Each strategy runs in a fresh child process of this binary, so one strategy's peak RSS never
 //! shows up in another's. Usage: `pool_overload [--jobs N] [--workers W] [--queue-capacity C]`.
@@ -63,18 +63,37 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs one strategy and prints `name jobs seconds rss_before peak_rss` on one line.
+/// CPU time (user + system) this process has used so far, in seconds. On a loaded machine it is
+/// steadier than wall time: waiting for a core is not counted.
+fn cpu_seconds() -> anyhow::Result<f64> {
+    // SAFETY: getrusage only writes the struct we pass, which lives on our stack.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            bail!("getrusage failed: {}", std::io::Error::last_os_error());
+        }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+/// Runs one strategy and prints `name jobs seconds cpu_seconds rss_before peak_rss` on one line.
 fn run_child(strategy: Strategy, args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let dispatcher = Dispatcher::new(strategy, &runtime, args.workers, args.queue_capacity);
     let before = current_rss_bytes().context("no /proc")?;
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds()?);
     dispatcher.run(&runtime, args.jobs);
-    let secs = start.elapsed().as_secs_f64();
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds()? - cpu_start);
     let peak = peak_rss_bytes().context("no /proc")?;
-    println!("{} {} {secs} {before} {peak}", strategy.name(), args.jobs);
+    println!(
+        "{} {} {secs} {cpu} {before} {peak}",
+        strategy.name(),
+        args.jobs
+    );
     Ok(())
 }
 
@@ -85,8 +104,8 @@ fn run_parent(args: &Args) -> anyhow::Result<()> {
         args.jobs, args.workers, args.queue_capacity
     );
     println!(
-        "{:<18} {:>12} {:>16} {:>14}",
-        "strategy", "M jobs/s", "peak RSS (MiB)", "growth (MiB)"
+        "{:<18} {:>10} {:>16} {:>16} {:>14}",
+        "strategy", "M jobs/s", "CPU ns per job", "peak RSS (MiB)", "growth (MiB)"
     );
     for strategy in Strategy::ALL {
         let output = Command::new(&exe)
@@ -108,15 +127,16 @@ fn run_parent(args: &Args) -> anyhow::Result<()> {
         }
         let line = String::from_utf8(output.stdout)?;
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [name, jobs, secs, before, peak] = fields[..] else {
+        let [name, jobs, secs, cpu, before, peak] = fields[..] else {
             bail!("unexpected child output {line:?}")
         };
-        let (jobs, secs): (f64, f64) = (jobs.parse()?, secs.parse()?);
+        let (jobs, secs, cpu): (f64, f64, f64) = (jobs.parse()?, secs.parse()?, cpu.parse()?);
         let (before, peak): (f64, f64) = (before.parse()?, peak.parse()?);
         let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
         println!(
-            "{name:<18} {:>12.2} {:>16.1} {:>14.1}",
+            "{name:<18} {:>10.2} {:>16.0} {:>16.1} {:>14.1}",
             jobs / secs / 1e6,
+            cpu / jobs * 1e9,
             mib(peak),
             mib(peak - before)
         );

@@ -18,6 +18,9 @@ pub enum BuildError {
     /// `max_pooled` was zero: the pool could never retain a buffer.
     #[error("max pooled must be greater than zero")]
     ZeroMaxPooled,
+    /// `shards` was zero (see [`ObjectPoolBuilder::shards`](crate::ObjectPoolBuilder::shards)).
+    #[error("shard count must be greater than zero")]
+    ZeroShards,
     /// `thread_cache` was larger than `max_pooled`, so one thread alone could exceed the bound.
     #[error("thread cache {thread_cache} exceeds max pooled {max_pooled}")]
     ThreadCacheTooLarge {

@@ -4,8 +4,12 @@
 //! `kwik-buffer` is a leaf crate: it depends on no other kwik crate and on no async runtime.
 //! `kwik-transport` reads every packet into a [`PooledBuf`] from a [`BufferPool`], freezes it
 //! into [`bytes::Bytes`] and hands it, without a copy, to a worker and then the application;
-//! the storage goes back to the pool when the last `Bytes` clone is dropped. The facade reads
+//! the storage is reusable by the pool once the last `Bytes` clone is dropped. The facade reads
 //! [`Stats`] snapshots to feed the metrics; this crate never touches Prometheus.
+//!
+//! Beside [`BufferPool`]: [`SizedBufferPool`] picks the smallest of a few size classes that
+//! fits a requested capacity, and [`ObjectPool`] recycles arbitrary objects through a reset
+//! hook. `docs/architecture.md` ("Buffers and buffer ownership") explains the design.
 //!
 //! Buffers are never zeroed on reuse. A reused buffer is empty (`len() == 0`) and `BytesMut`
 //! exposes only what was written since, so stale bytes are never observable.

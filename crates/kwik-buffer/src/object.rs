@@ -1,34 +1,58 @@
 //! A generic pool of reusable objects with a reset hook.
 //!
-//! Same shape as the buffer pool: a small per-thread cache in front of a shared, bounded free
-//! list, with counters kept per thread. It replaces the `object-pool` crate, whose single
-//! mutex-guarded stack is fast on one thread but slows down several times when threads share
-//! it; `docs/benchmarks.md` has the measured figures.
+//! The free list is sharded: one mutex-guarded stack per shard, and each thread keeps to its own
+//! shard (assigned round-robin on first use), taking from the others only when its own is empty.
+//! Threads therefore almost never contend for a lock or share a cache line, unlike the
+//! `object-pool` crate's single mutex-guarded stack, which is as fast on one thread but several
+//! times slower when threads share it; `docs/benchmarks.md` has the figures. A shard's counters
+//! live under its lock, so they cost no extra atomic operation and add up exactly.
 
-use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::mem::{self, ManuallyDrop};
+use std::num::NonZeroUsize;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::thread;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::BuildError;
-use crate::local::{self, AnyCache, ThreadCache};
-use crate::tally::{Budget, Event, Tallies, ThreadTally};
 
 const DEFAULT_MAX_POOLED: usize = 1024;
-const DEFAULT_THREAD_CACHE: usize = 32;
 
 type Create<T> = Box<dyn Fn() -> T + Send + Sync>;
 type Reset<T> = Box<dyn Fn(&mut T) + Send + Sync>;
+
+/// Hands each thread its home shard index, round-robin.
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// A small number that differs between threads created one after the other.
+fn thread_index() -> usize {
+    THREAD_INDEX
+        .try_with(|index| match index.get() {
+            Some(i) => i,
+            None => {
+                let i = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+                index.set(Some(i));
+                i
+            }
+        })
+        // A thread that is exiting still gets a valid (shared) shard.
+        .unwrap_or(0)
+}
 
 /// A pool of reusable `T`s: [`get`](Self::get) hands one out, dropping the [`Pooled`] hands it
 /// back after the reset hook has run.
 ///
 /// Objects are created by the factory given to [`builder`](Self::builder) when the pool has none
-/// to offer. At most `max_pooled` are kept; each thread keeps up to `thread_cache` of them
-/// locally, so the common case takes no lock. `ObjectPool` is a cheap handle: clones share one
-/// pool.
+/// to offer. At most `max_pooled` are kept. `ObjectPool` is `Send + Sync` when `T: Send`: share
+/// it by reference, or in an `Arc`; a [`Pooled`] borrows the pool it came from.
 ///
 /// # Examples
 ///
@@ -45,13 +69,17 @@ type Reset<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 /// assert!(again.is_empty() && again.capacity() >= 128);
 /// # Ok::<(), kwik_buffer::BuildError>(())
 /// ```
-pub struct ObjectPool<T: Send + 'static> {
-    inner: Arc<Inner<T>>,
+pub struct ObjectPool<T> {
+    /// A power of two in length, so that a thread finds its shard with a mask, not a division.
+    shards: Box<[CachePadded<Mutex<Shard<T>>>]>,
+    create: Create<T>,
+    reset: Option<Reset<T>>,
+    max_pooled: usize,
 }
 
-impl<T: Send + 'static> ObjectPool<T> {
+impl<T: Send> ObjectPool<T> {
     /// Starts building a pool whose new objects come from `create`. Defaults: no reset hook, at
-    /// most 1024 objects kept, 32 per thread.
+    /// most 1024 objects kept, one shard per available CPU.
     ///
     /// # Examples
     ///
@@ -65,12 +93,12 @@ impl<T: Send + 'static> ObjectPool<T> {
             create: Box::new(create),
             reset: None,
             max_pooled: DEFAULT_MAX_POOLED,
-            thread_cache: DEFAULT_THREAD_CACHE,
+            shards: None,
         }
     }
 
-    /// Takes an object: one this thread returned recently, else one from the shared list, else a
-    /// new one from the factory (a [miss](ObjectStats::misses)).
+    /// Takes an object: from this thread's shard, else from another shard, else a new one from
+    /// the factory (a [miss](ObjectStats::misses)).
     ///
     /// # Examples
     ///
@@ -80,14 +108,22 @@ impl<T: Send + 'static> ObjectPool<T> {
     /// assert_eq!(*pool.get(), 1, "no reset hook: the value comes back as it was left");
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
-    pub fn get(&self) -> Pooled<T> {
+    pub fn get(&self) -> Pooled<'_, T> {
+        let home = self.home();
+        // A statement of its own, so that the guard is released before `take_elsewhere`.
+        let hit = self.lock(home).take_hit();
+        let value = match hit {
+            Some(value) => value,
+            None => self.take_elsewhere(home),
+        };
         Pooled {
-            value: ManuallyDrop::new(self.inner.take()),
-            pool: Some(Arc::clone(&self.inner)),
+            value: ManuallyDrop::new(value),
+            pool: self,
+            home,
         }
     }
 
-    /// Reads the pool's counters.
+    /// Reads the pool's counters (taking each shard's lock in turn).
     ///
     /// # Examples
     ///
@@ -100,38 +136,85 @@ impl<T: Send + 'static> ObjectPool<T> {
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
     pub fn stats(&self) -> ObjectStats {
-        self.inner.stats()
+        let mut stats = ObjectStats::default();
+        for index in 0..self.shards.len() {
+            let shard = self.lock(index);
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
+            stats.returns += shard.returns;
+            stats.dropped += shard.dropped;
+            stats.detached += shard.detached;
+            stats.pooled += shard.items.len() as u64;
+        }
+        stats.gets = stats.hits + stats.misses;
+        stats.outstanding = stats.gets.saturating_sub(stats.returns);
+        stats
     }
 
-    /// The most objects this pool keeps at once, over all threads.
+    /// The most objects this pool keeps at once, over all shards.
     ///
     /// # Examples
     ///
     /// ```
-    /// let pool = kwik_buffer::ObjectPool::builder(String::new).max_pooled(8).thread_cache(4).build()?;
+    /// let pool = kwik_buffer::ObjectPool::builder(String::new).max_pooled(8).build()?;
     /// assert_eq!(pool.max_pooled(), 8);
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
     pub fn max_pooled(&self) -> usize {
-        self.inner.max_pooled
+        self.max_pooled
     }
-}
 
-impl<T: Send + 'static> Clone for ObjectPool<T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
+    /// This thread's shard was empty: take from another, or create.
+    #[cold]
+    fn take_elsewhere(&self, home: usize) -> T {
+        let others = (1..self.shards.len()).map(|step| (home + step) % self.shards.len());
+        for index in others {
+            // Never wait on a busy shard: its owner is using it, and creating is the fallback.
+            let found = self.shards[index]
+                .try_lock()
+                .and_then(|mut shard| shard.items.pop());
+            if let Some(value) = found {
+                self.lock(home).hits += 1;
+                return value;
+            }
         }
+        self.lock(home).misses += 1;
+        // The factory runs outside every lock: it may use this pool itself.
+        (self.create)()
+    }
+
+    /// This thread's shard.
+    fn home(&self) -> usize {
+        thread_index() & (self.shards.len() - 1)
+    }
+
+    /// Takes `value` back into shard `home`: the one it came from, which is the returning
+    /// thread's own unless the object travelled.
+    fn put(&self, mut value: T, home: usize) {
+        // User code runs outside every lock: it may use this pool itself.
+        if let Some(reset) = &self.reset {
+            reset(&mut value);
+        }
+        let rejected = self.lock(home).keep(value);
+        // Dropped outside the lock: `T`'s own `Drop` may use this pool.
+        drop(rejected);
+    }
+
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard<T>> {
+        // parking_lot: no poisoning to check (a shard is a stack of whole objects and a few
+        // counters, which a panic elsewhere cannot leave inconsistent), and an unlock that is
+        // one compare-exchange.
+        self.shards[index].lock()
     }
 }
 
-impl<T: Send + 'static> fmt::Debug for ObjectPool<T> {
+impl<T> fmt::Debug for ObjectPool<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectPool")
-            .field("max_pooled", &self.inner.max_pooled)
-            .field("thread_cache", &self.inner.thread_cache)
-            .field("stats", &self.stats())
-            .finish()
+            .field("max_pooled", &self.max_pooled)
+            .field("shards", &self.shards.len())
+            .field("reset", &self.reset.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,13 +224,13 @@ pub struct ObjectPoolBuilder<T> {
     create: Create<T>,
     reset: Option<Reset<T>>,
     max_pooled: usize,
-    thread_cache: usize,
+    shards: Option<usize>,
 }
 
-impl<T: Send + 'static> ObjectPoolBuilder<T> {
+impl<T: Send> ObjectPoolBuilder<T> {
     /// A hook run on every returned object before it is kept (clear a collection, rewind a
     /// cursor), on the thread that returns it. Default: none, objects come back as they were
-    /// left. Objects the pool will not keep are dropped without it.
+    /// left.
     ///
     /// # Examples
     ///
@@ -162,13 +245,13 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
         self
     }
 
-    /// The most objects kept at once, summed over the shared list and every thread cache; an
-    /// object returned beyond it is dropped. Default: 1024. Must be at least 1.
+    /// The most objects kept at once, split evenly over the shards; an object returned to a full
+    /// shard is dropped. Default: 1024. Must be at least 1.
     ///
     /// # Examples
     ///
     /// ```
-    /// let pool = kwik_buffer::ObjectPool::builder(String::new).max_pooled(1).thread_cache(1).build()?;
+    /// let pool = kwik_buffer::ObjectPool::builder(String::new).max_pooled(1).build()?;
     /// drop((pool.get(), pool.get()));
     /// assert_eq!((pool.stats().pooled, pool.stats().dropped), (1, 1));
     /// # Ok::<(), kwik_buffer::BuildError>(())
@@ -178,19 +261,20 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
         self
     }
 
-    /// How many objects each thread keeps in its own cache before spilling to the shared list.
-    /// Default: 32. `0` disables the thread caches; it must not exceed `max_pooled`.
+    /// How many independent free lists to keep. Default: the number of CPUs
+    /// (`std::thread::available_parallelism`). Rounded down to a power of two and to at most
+    /// `max_pooled`, so each shard can keep at least one object. Must be at least 1.
     ///
     /// # Examples
     ///
     /// ```
-    /// let pool = kwik_buffer::ObjectPool::builder(String::new).thread_cache(0).build()?;
+    /// let pool = kwik_buffer::ObjectPool::builder(String::new).shards(1).build()?;
     /// drop(pool.get());
     /// assert_eq!(pool.stats().pooled, 1);
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
-    pub fn thread_cache(mut self, objects: usize) -> Self {
-        self.thread_cache = objects;
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
         self
     }
 
@@ -198,38 +282,40 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroMaxPooled`] or [`BuildError::ThreadCacheTooLarge`].
+    /// [`BuildError::ZeroMaxPooled`] or [`BuildError::ZeroShards`].
     ///
     /// # Examples
     ///
     /// ```
     /// use kwik_buffer::{BuildError, ObjectPool};
     ///
-    /// let err = ObjectPool::builder(String::new).max_pooled(0).thread_cache(0).build().unwrap_err();
+    /// let err = ObjectPool::builder(String::new).max_pooled(0).build().unwrap_err();
     /// assert_eq!(err, BuildError::ZeroMaxPooled);
     /// ```
     pub fn build(self) -> Result<ObjectPool<T>, BuildError> {
         if self.max_pooled == 0 {
             return Err(BuildError::ZeroMaxPooled);
         }
-        if self.thread_cache > self.max_pooled {
-            return Err(BuildError::ThreadCacheTooLarge {
-                thread_cache: self.thread_cache,
-                max_pooled: self.max_pooled,
-            });
+        let shards = match self.shards {
+            Some(0) => return Err(BuildError::ZeroShards),
+            Some(shards) => shards,
+            None => thread::available_parallelism().map_or(1, NonZeroUsize::get),
         }
+        .min(self.max_pooled);
+        // Rounded down to a power of two (see `ObjectPool::shards`).
+        let shards = 1 << shards.ilog2();
+        // Split `max_pooled` exactly: the first `max_pooled % shards` shards keep one more.
+        let shards = (0..shards)
+            .map(|i| {
+                let capacity = self.max_pooled / shards + usize::from(i < self.max_pooled % shards);
+                CachePadded::new(Mutex::new(Shard::new(capacity)))
+            })
+            .collect();
         Ok(ObjectPool {
-            inner: Arc::new(Inner {
-                id: local::next_id(),
-                max_pooled: self.max_pooled,
-                thread_cache: self.thread_cache,
-                create: self.create,
-                reset: self.reset,
-                budget: Budget::new(self.max_pooled),
-                tallies: Tallies::default(),
-                shared: Mutex::new(Vec::new()),
-                shared_len: AtomicUsize::new(0),
-            }),
+            shards,
+            create: self.create,
+            reset: self.reset,
+            max_pooled: self.max_pooled,
         })
     }
 }
@@ -239,7 +325,7 @@ impl<T> fmt::Debug for ObjectPoolBuilder<T> {
         f.debug_struct("ObjectPoolBuilder")
             .field("reset", &self.reset.is_some())
             .field("max_pooled", &self.max_pooled)
-            .field("thread_cache", &self.thread_cache)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -256,13 +342,15 @@ impl<T> fmt::Debug for ObjectPoolBuilder<T> {
 /// assert_eq!(owned, [1]);
 /// # Ok::<(), kwik_buffer::BuildError>(())
 /// ```
-pub struct Pooled<T: Send + 'static> {
+pub struct Pooled<'a, T: Send> {
     /// Taken exactly once: by `Drop`, or by `detach` (which then forgets `self`).
     value: ManuallyDrop<T>,
-    pool: Option<Arc<Inner<T>>>,
+    pool: &'a ObjectPool<T>,
+    /// The shard of the thread that took it, where it goes back.
+    home: usize,
 }
 
-impl<T: Send + 'static> Pooled<T> {
+impl<T: Send> Pooled<'_, T> {
     /// Takes the object out of the pool's care: it will not be returned. Counted as a return.
     /// An associated function, so that it never shadows a method of `T`.
     ///
@@ -275,19 +363,21 @@ impl<T: Send + 'static> Pooled<T> {
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
     pub fn detach(mut this: Self) -> T {
-        if let Some(pool) = this.pool.take() {
-            pool.count_detached();
+        {
+            let mut shard = this.pool.lock(this.home);
+            shard.returns += 1;
+            shard.detached += 1;
         }
         // SAFETY: `value` is initialised (only `Drop` and this function take it) and is not used
-        // again: `this` is forgotten right after, so `Drop` does not run; its `pool` is `None`,
-        // so forgetting it leaks nothing.
+        // again: `this` is forgotten right after, so `Drop` does not run. Its other field is a
+        // shared reference, so forgetting it leaks nothing.
         let value = unsafe { ManuallyDrop::take(&mut this.value) };
         mem::forget(this);
         value
     }
 }
 
-impl<T: Send + 'static> Deref for Pooled<T> {
+impl<T: Send> Deref for Pooled<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -295,26 +385,23 @@ impl<T: Send + 'static> Deref for Pooled<T> {
     }
 }
 
-impl<T: Send + 'static> DerefMut for Pooled<T> {
+impl<T: Send> DerefMut for Pooled<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.value
     }
 }
 
-impl<T: Send + 'static + fmt::Debug> fmt::Debug for Pooled<T> {
+impl<T: Send + fmt::Debug> fmt::Debug for Pooled<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.value, f)
     }
 }
 
-impl<T: Send + 'static> Drop for Pooled<T> {
+impl<T: Send> Drop for Pooled<'_, T> {
     fn drop(&mut self) {
         // SAFETY: `value` is initialised: `detach`, the only other taker, forgets `self`.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        match self.pool.take() {
-            Some(pool) => pool.put(value),
-            None => drop(value),
-        }
+        self.pool.put(value, self.home);
     }
 }
 
@@ -333,7 +420,7 @@ pub struct ObjectStats {
     pub misses: u64,
     /// Objects handed back (dropped or detached).
     pub returns: u64,
-    /// Returned objects dropped because the pool already held `max_pooled`.
+    /// Returned objects dropped because their shard already held its share of `max_pooled`.
     pub dropped: u64,
     /// Objects taken out of the pool with [`Pooled::detach`].
     pub detached: u64,
@@ -343,229 +430,62 @@ pub struct ObjectStats {
     pub pooled: u64,
 }
 
-struct Inner<T> {
-    id: u64,
-    max_pooled: usize,
-    thread_cache: usize,
-    create: Create<T>,
-    reset: Option<Reset<T>>,
-    budget: Budget,
-    tallies: Tallies,
-    shared: Mutex<Vec<T>>,
-    /// Objects in `shared`, mirrored for stats without taking the lock.
-    shared_len: AtomicUsize,
-}
-
-/// One thread's share of an object pool.
-struct LocalCache<T> {
-    pool: Weak<Inner<T>>,
+/// One free list and its counters, all under one lock.
+struct Shard<T> {
     items: Vec<T>,
-    /// Budget slots held: one per item, plus spares that let the next returns skip the budget.
-    credits: usize,
-    tally: Arc<ThreadTally>,
+    capacity: usize,
+    hits: u64,
+    misses: u64,
+    returns: u64,
+    dropped: u64,
+    detached: u64,
 }
 
-impl<T: Send + 'static> ThreadCache for LocalCache<T> {
-    fn pool_alive(&self) -> bool {
-        self.pool.strong_count() > 0
-    }
-}
-
-impl<T: Send + 'static> AnyCache for LocalCache<T> {
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-}
-
-impl<T> Drop for LocalCache<T> {
-    /// A dying thread hands its objects to the shared list and gives back its spare slots.
-    fn drop(&mut self) {
-        let Some(pool) = self.pool.upgrade() else {
-            return;
-        };
-        self.tally.set_cached(0);
-        let spare = self.credits - self.items.len();
-        pool.with_shared(|shared| shared.append(&mut self.items));
-        pool.budget.release(spare);
-        pool.tallies.retire(&self.tally);
-    }
-}
-
-impl<T> Inner<T> {
-    fn with_shared<R>(&self, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
-        // A panic elsewhere cannot leave a `Vec` of whole objects inconsistent.
-        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let out = f(&mut shared);
-        self.shared_len.store(shared.len(), Ordering::Relaxed);
-        out
-    }
-}
-
-impl<T: Send + 'static> Inner<T> {
-    fn take(self: &Arc<Self>) -> T {
-        let cached = local::with_any(
-            self.id,
-            || self.new_cache(),
-            |cache| {
-                let found = cache.items.pop().or_else(|| self.refill(cache));
-                if found.is_some() {
-                    cache.tally.add(Event::Hit);
-                    // The object's slot is now a spare: keep a few, give back the rest.
-                    let spare = cache.credits - cache.items.len();
-                    if spare > self.thread_cache {
-                        let give = spare - self.thread_cache / 2;
-                        cache.credits -= give;
-                        self.budget.release(give);
-                    }
-                    cache.tally.set_cached(cache.items.len());
-                } else {
-                    cache.tally.add(Event::Miss);
-                }
-                found
-            },
-        );
-        let found = match cached {
-            Some(found) => found,
-            None => {
-                let found = self.with_shared(Vec::pop);
-                if found.is_some() {
-                    self.budget.release(1);
-                }
-                self.tallies.add_shared(if found.is_some() {
-                    Event::Hit
-                } else {
-                    Event::Miss
-                });
-                found
-            }
-        };
-        // The factory runs outside the thread cache: it may use pools itself.
-        found.unwrap_or_else(|| (self.create)())
-    }
-
-    /// Moves up to half a thread cache from the shared list in one lock acquisition.
-    fn refill(&self, cache: &mut LocalCache<T>) -> Option<T> {
-        self.with_shared(|shared| {
-            let batch = (self.thread_cache / 2).max(1).min(shared.len());
-            cache.items.extend(shared.drain(shared.len() - batch..));
-            cache.credits += batch;
-            cache.items.pop()
-        })
-    }
-
-    fn put(self: &Arc<Self>, mut value: T) {
-        // User code runs outside the thread cache: it may use pools itself.
-        if let Some(reset) = &self.reset {
-            reset(&mut value);
-        }
-        let mut slot = Some(value);
-        let rejected = local::with_any(
-            self.id,
-            || self.new_cache(),
-            |cache| {
-                let value = slot.take()?;
-                cache.tally.add(Event::Return);
-                if cache.credits == cache.items.len() {
-                    let granted = self.budget.reserve((self.thread_cache / 4).max(1));
-                    if granted == 0 {
-                        cache.tally.add(Event::Dropped);
-                        return Some(value);
-                    }
-                    cache.credits += granted;
-                }
-                if cache.items.len() < self.thread_cache {
-                    cache.items.push(value);
-                } else {
-                    // Move the older half (or, with no thread cache, just this object) to the
-                    // shared list; their slots go with them.
-                    let batch = (self.thread_cache / 2).min(cache.items.len());
-                    let moved = if self.thread_cache == 0 { 1 } else { batch };
-                    self.with_shared(|shared| {
-                        shared.extend(cache.items.drain(..batch));
-                        if self.thread_cache == 0 {
-                            shared.push(value);
-                        } else {
-                            cache.items.push(value);
-                        }
-                    });
-                    cache.credits -= moved;
-                }
-                cache.tally.set_cached(cache.items.len());
-                None
-            },
-        );
-        // Dropped here, outside the thread cache: `T`'s own `Drop` may use pools.
-        drop(rejected.flatten());
-        if let Some(value) = slot {
-            self.put_uncached(value);
+impl<T> Shard<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            items: Vec::new(),
+            capacity,
+            hits: 0,
+            misses: 0,
+            returns: 0,
+            dropped: 0,
+            detached: 0,
         }
     }
 
-    /// Returns with no thread cache (the thread is exiting): straight to the shared list.
-    fn put_uncached(&self, value: T) {
-        self.tallies.add_shared(Event::Return);
-        if self.budget.reserve(1) == 0 {
-            self.tallies.add_shared(Event::Dropped);
-            return;
-        }
-        self.with_shared(|shared| shared.push(value));
+    fn take_hit(&mut self) -> Option<T> {
+        let value = self.items.pop()?;
+        self.hits += 1;
+        Some(value)
     }
 
-    fn count_detached(self: &Arc<Self>) {
-        let counted = local::with_any(
-            self.id,
-            || self.new_cache(),
-            |cache| {
-                cache.tally.add(Event::Return);
-                cache.tally.add(Event::Detached);
-            },
-        );
-        if counted.is_none() {
-            self.tallies.add_shared(Event::Return);
-            self.tallies.add_shared(Event::Detached);
-        }
-    }
-
-    fn new_cache(self: &Arc<Self>) -> LocalCache<T> {
-        LocalCache {
-            pool: Arc::downgrade(self),
-            items: Vec::with_capacity(self.thread_cache),
-            credits: 0,
-            tally: self.tallies.register(),
-        }
-    }
-
-    fn stats(&self) -> ObjectStats {
-        let totals = self.tallies.read();
-        let hits = totals.get(Event::Hit);
-        let misses = totals.get(Event::Miss);
-        let returns = totals.get(Event::Return);
-        let gets = hits + misses;
-        ObjectStats {
-            gets,
-            hits,
-            misses,
-            returns,
-            dropped: totals.get(Event::Dropped),
-            detached: totals.get(Event::Detached),
-            outstanding: gets.saturating_sub(returns),
-            pooled: (self.shared_len.load(Ordering::Relaxed) + totals.cached) as u64,
+    /// Keeps `value` if there is room; hands it back otherwise, to be dropped by the caller
+    /// after the lock is released.
+    fn keep(&mut self, value: T) -> Option<T> {
+        self.returns += 1;
+        if self.items.len() < self.capacity {
+            self.items.push(value);
+            None
+        } else {
+            self.dropped += 1;
+            Some(value)
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
-    use std::thread;
 
     use super::*;
 
-    fn pool(max_pooled: usize, thread_cache: usize) -> ObjectPool<Vec<u8>> {
+    fn pool(max_pooled: usize, shards: usize) -> ObjectPool<Vec<u8>> {
         ObjectPool::builder(|| Vec::with_capacity(64))
             .reset(Vec::clear)
             .max_pooled(max_pooled)
-            .thread_cache(thread_cache)
+            .shards(shards)
             .build()
             .expect("valid settings")
     }
@@ -574,22 +494,26 @@ mod tests {
     fn builder_validates() {
         let b = || ObjectPool::builder(String::new);
         assert_eq!(
-            b().max_pooled(0).thread_cache(0).build().unwrap_err(),
+            b().max_pooled(0).build().unwrap_err(),
             BuildError::ZeroMaxPooled
         );
+        assert_eq!(b().shards(0).build().unwrap_err(), BuildError::ZeroShards);
+        // Never more shards than objects to keep.
         assert_eq!(
-            b().max_pooled(2).thread_cache(3).build().unwrap_err(),
-            BuildError::ThreadCacheTooLarge {
-                thread_cache: 3,
-                max_pooled: 2
-            }
+            b().max_pooled(2)
+                .shards(8)
+                .build()
+                .expect("valid")
+                .shards
+                .len(),
+            2
         );
     }
 
     #[test]
     fn returned_objects_are_reset_and_reused() {
-        for thread_cache in [0, 4] {
-            let pool = pool(8, thread_cache);
+        for shards in [1, 4] {
+            let pool = pool(8, shards);
             let mut v = pool.get();
             v.extend_from_slice(b"dirty");
             let ptr = v.as_ptr();
@@ -609,8 +533,6 @@ mod tests {
         let created = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&created);
         let pool = ObjectPool::builder(move || counter.fetch_add(1, Ordering::Relaxed))
-            .max_pooled(4)
-            .thread_cache(2)
             .build()
             .expect("valid settings");
         for _ in 0..100 {
@@ -620,17 +542,33 @@ mod tests {
     }
 
     #[test]
-    fn retention_is_bounded() {
-        for thread_cache in [0, 1, 3] {
-            let pool = pool(3, thread_cache);
-            let held: Vec<_> = (0..10).map(|_| pool.get()).collect();
+    fn retention_is_bounded_exactly() {
+        for shards in [1, 2, 4] {
+            let pool = pool(7, shards);
+            let held: Vec<_> = (0..20).map(|_| pool.get()).collect();
             drop(held);
+            // This thread returns everything to its home shard, which keeps its share.
             let s = pool.stats();
-            assert_eq!(
-                (s.pooled, s.dropped, s.returns, s.outstanding),
-                (3, 7, 10, 0)
-            );
+            assert!(s.pooled <= 7 && s.pooled + s.dropped == 20, "{s:?}");
+            let total: usize = pool.shards.iter().map(|s| s.lock().capacity).sum();
+            assert_eq!(total, 7);
         }
+    }
+
+    #[test]
+    fn an_empty_home_shard_takes_from_the_others() {
+        let pool = pool(8, 2);
+        let taken: Vec<_> = (0..4).map(|_| pool.get()).collect();
+        // Returned on other threads: to whichever shards those threads call home.
+        thread::scope(|s| {
+            for v in taken {
+                s.spawn(move || drop(v));
+            }
+        });
+        let again: Vec<_> = (0..4).map(|_| pool.get()).collect();
+        let stats = pool.stats();
+        assert_eq!((stats.misses, stats.hits), (4, 4), "{stats:?}");
+        drop(again);
     }
 
     #[test]
@@ -646,47 +584,36 @@ mod tests {
     }
 
     #[test]
-    fn objects_cross_threads_and_exiting_threads_give_theirs_back() {
+    fn threads_sharing_a_pool_keep_exact_books() {
         let pool = pool(64, 4);
-        let taken: Vec<_> = (0..16).map(|_| pool.get()).collect();
-        thread::spawn(move || drop(taken)).join().expect("no panic");
-        let s = pool.stats();
-        assert_eq!((s.pooled, s.outstanding, s.dropped), (16, 0, 0));
-
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                let pool = pool.clone();
-                thread::spawn(move || {
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
                     for i in 0..10_000_u32 {
                         let mut v = pool.get();
                         assert!(v.is_empty(), "reset ran");
                         v.extend_from_slice(&i.to_le_bytes());
                     }
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker.join().expect("no panic");
-        }
+                });
+            }
+        });
         let s = pool.stats();
-        assert_eq!(s.gets, 16 + 40_000);
-        assert_eq!((s.gets, s.outstanding), (s.hits + s.misses, 0));
+        assert_eq!((s.gets, s.returns, s.outstanding), (40_000, 40_000, 0));
+        assert_eq!(s.gets, s.hits + s.misses);
         assert_eq!(s.misses, s.pooled + s.dropped, "{s:?}");
     }
 
     #[test]
-    fn a_pool_used_inside_reset_and_drop_does_not_deadlock() {
-        let inner = pool(4, 2);
-        let nested = inner.clone();
-        let outer = ObjectPool::builder(move || nested.get())
+    fn the_factory_and_drop_may_use_a_pool() {
+        // The factory is `'static`, so the pool it draws from lives for the whole test binary.
+        let inner: &'static ObjectPool<Vec<u8>> = Box::leak(Box::new(pool(4, 1)));
+        let outer = ObjectPool::builder(|| inner.get())
             .max_pooled(1)
-            .thread_cache(1)
             .build()
-            .expect("valid settings");
+            .expect("valid");
         // The second is dropped by the full outer pool, returning its inner object meanwhile.
         drop((outer.get(), outer.get()));
         assert_eq!(outer.stats().dropped, 1);
         assert_eq!((inner.stats().returns, inner.stats().outstanding), (1, 1));
-        drop(outer);
     }
 }

@@ -1113,6 +1113,24 @@ mod tests {
     }
 
     #[test]
+    fn the_hot_path_stays_in_the_thread_cache() {
+        let pool = pool(64, 16, 4);
+        for i in 0..100_u8 {
+            let mut buf = pool.get();
+            buf.put_u8(i);
+            if i % 2 == 0 {
+                drop(buf);
+            } else {
+                drop(buf.freeze());
+            }
+        }
+        // Neither plain returns nor frozen handles went through the shared list.
+        assert_eq!(pool.inner.shared_len.load(Ordering::Relaxed), 0);
+        assert_eq!(pool.inner.tallies.read().cached, 1);
+        assert_eq!((pool.stats().misses, pool.stats().pooled), (1, 1));
+    }
+
+    #[test]
     fn handles_are_send_and_sync() {
         fn check<T: Send + Sync + Clone>() {}
         fn send<T: Send>() {}

@@ -44,7 +44,7 @@ fn worker(cache: &Cache<u64, u64>, clock: &MockClock, seed: u64, ticker: bool) -
             }
             90..95 => t.removed += u64::from(cache.remove(&key).is_some()),
             // A sweep examines up to 16 × 4096 entries: keep it rare (about 1 op in 1600).
-            95..100 if (rng >> 48) % 320 == 0 => {
+            95..100 if (rng >> 48).is_multiple_of(320) => {
                 cache.run_pending_tasks();
             }
             _ => {

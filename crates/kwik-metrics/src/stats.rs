@@ -78,10 +78,22 @@ const PLAIN: &[(Stat, Family)] = &[
 const SLOTS: usize = PLAIN.len() + JobOutcome::ALL.len();
 
 impl Stat {
+    /// Index of the stat's value in a scrape's slots: the position in [`PLAIN`], then one slot
+    /// per job outcome.
     fn slot(self) -> usize {
         match self {
+            Self::PoolQueueDepth => 0,
+            Self::PoolRunning => 1,
+            Self::BufferHits => 2,
+            Self::BufferMisses => 3,
+            Self::BufferOutstanding => 4,
+            Self::CacheHits => 5,
+            Self::CacheMisses => 6,
+            Self::CacheEvictions => 7,
+            Self::CacheExpirations => 8,
+            Self::CacheEntries => 9,
+            Self::CacheWeightBytes => 10,
             Self::PoolJobs(outcome) => PLAIN.len() + outcome.index(),
-            plain => PLAIN.iter().position(|(s, _)| *s == plain).unwrap_or(0),
         }
     }
 }
@@ -173,6 +185,13 @@ impl Collector for StatsCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_stats_sit_at_their_table_position() {
+        for (i, (stat, _)) in PLAIN.iter().enumerate() {
+            assert_eq!(stat.slot(), i, "{stat:?}");
+        }
+    }
 
     #[test]
     fn every_stat_has_its_own_slot() {

@@ -143,7 +143,25 @@ impl PoolBuilder {
 
     /// Receives queue-wait and run time of every job. Default: none (no clock reads).
     ///
-    /// See [`PoolObserver`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use kwik_pool::{Outcome, PoolObserver, WorkerPool};
+    ///
+    /// struct Log;
+    /// impl PoolObserver for Log {
+    ///     fn on_job(&self, queue_wait: Duration, run: Duration, outcome: Outcome) {
+    ///         assert!(queue_wait + run < Duration::from_secs(60) && outcome == Outcome::Completed);
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = WorkerPool::builder().observer(Arc::new(Log)).build().unwrap();
+    /// pool.submit(1_u64, async {}).await.unwrap().await.unwrap();
+    /// # }
+    /// ```
     pub fn observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
         self.observer = Some(observer);
         self

@@ -150,6 +150,10 @@ pub enum JobError {
     /// The job ran past its timeout and was dropped.
     #[error("job timed out")]
     TimedOut,
+    /// The job has a timeout but the runtime has no timer (build it with `enable_time` or
+    /// `enable_all`); the job was dropped unrun and counted as timed out.
+    #[error("job has a timeout but the runtime has no timer")]
+    NoTimer,
     /// The job had started and was dropped before it finished: the pool was aborted or its
     /// shutdown deadline passed.
     #[error("job was cancelled")]

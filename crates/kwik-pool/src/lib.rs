@@ -33,6 +33,50 @@
 //! assert!(pool.shutdown(Duration::from_secs(1)).await.is_complete());
 //! # }
 //! ```
+//!
+//! A pipeline of two stages, the second running four chunks at once, output in input order:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use futures_util::{StreamExt, stream};
+//! use kwik_pool::Pipeline;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .chunk_size(256)
+//!     .stage("parse", 1, |lines: Vec<&str>| async move {
+//!         lines.into_iter().map(str::parse::<u64>).collect::<Result<Vec<_>, _>>()
+//!     })
+//!     .stage("square", 4, |n: Vec<u64>| async move {
+//!         Ok::<_, Infallible>(n.into_iter().map(|n| n * n).collect())
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let squares: Vec<u64> =
+//!     pipeline.run(stream::iter(["1", "2", "3"])).map(Result::unwrap).collect().await;
+//! assert_eq!(squares, [1, 4, 9]);
+//! # }
+//! ```
+//!
+//! A batcher writing at most 100 items at a time, or whatever arrived within 5 ms:
+//!
+//! ```
+//! use std::time::Duration;
+//! use kwik_pool::Batcher;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let batcher = Batcher::builder()
+//!     .max_size(100)
+//!     .max_delay(Duration::from_millis(5))
+//!     .build(|rows: Vec<String>| async move { assert!(rows.len() <= 100) })
+//!     .unwrap();
+//! for i in 0..250 {
+//!     batcher.push(format!("row {i}")).await.unwrap();
+//! }
+//! let stats = batcher.close().await.unwrap();
+//! assert_eq!(stats.items, 250);
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 mod batcher;

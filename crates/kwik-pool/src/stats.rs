@@ -23,7 +23,8 @@ pub enum Outcome {
 ///
 /// The facade feeds Prometheus histograms from it; `kwik-pool` itself records nothing per job
 /// beyond counters. The pool reads the clock only when an observer is installed (or a timeout
-/// is set). Called on the worker, between two jobs of a shard: keep it short.
+/// is set). Called on the worker, between two jobs of a shard: keep it short, and do not panic
+/// (a panicking observer takes its worker down, and that shard then refuses jobs as closed).
 ///
 /// # Examples
 ///

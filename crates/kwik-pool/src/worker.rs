@@ -95,9 +95,12 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
         task: task.as_mut(),
     };
     let result = match timeout {
-        Some(limit) => tokio::time::timeout(limit, run)
-            .await
-            .unwrap_or(Err(JobError::TimedOut)),
+        // Arming the timer panics on a runtime built without `enable_time`: that must fail this
+        // job, not kill the worker.
+        Some(limit) => match catch_unwind(AssertUnwindSafe(|| tokio::time::timeout(limit, run))) {
+            Ok(timed) => timed.await.unwrap_or(Err(JobError::TimedOut)),
+            Err(_no_timer) => Err(JobError::NoTimer),
+        },
         None => run.await,
     };
     let outcome = match result {
@@ -106,7 +109,7 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
         Err(error) => {
             task.as_mut().fail(error);
             match error {
-                JobError::TimedOut => Outcome::TimedOut,
+                JobError::TimedOut | JobError::NoTimer => Outcome::TimedOut,
                 _ => Outcome::Panicked,
             }
         }

@@ -365,7 +365,7 @@ impl Job for Sleeper {
     }
     async fn execute(self) -> Result<u64, String> {
         tokio::time::sleep(self.sleep).await;
-        if self.id % 2 == 0 {
+        if self.id.is_multiple_of(2) {
             Ok(self.id)
         } else {
             Err(format!("job {} failed", self.id))
@@ -661,4 +661,31 @@ fn building_outside_a_runtime_is_an_error() {
         WorkerPool::builder().build().unwrap_err(),
         BuildError::NoRuntime
     );
+}
+
+#[test]
+fn a_timeout_on_a_runtime_without_timers_fails_the_job_not_the_worker() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = WorkerPool::builder()
+            .workers(1)
+            .job_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let timed = pool.submit(0_u64, async { 1 }).await.unwrap();
+        assert_eq!(timed.await, Err(JobError::NoTimer));
+        let untimed = Sleeper {
+            id: 2,
+            sleep: Duration::ZERO,
+            timeout: None,
+        };
+        // The worker survived; a job without its own timeout still uses the pool's.
+        assert_eq!(
+            pool.submit_job(0_u64, untimed).await.unwrap().await,
+            Err(JobError::NoTimer)
+        );
+        assert_eq!(pool.stats().timed_out, 2);
+    });
 }

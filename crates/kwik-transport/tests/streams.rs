@@ -388,3 +388,35 @@ both_executors!(ping_measures_rtt, |exec| async move {
     );
     pair.shutdown().await;
 });
+
+both_executors!(
+    dropping_the_last_handle_closes_with_no_error,
+    |exec| async move {
+        let pair = Pair::new(exec).await;
+        let server = pair.server.clone();
+        let Pair {
+            listener, client, ..
+        } = pair;
+        drop(client);
+        let reason = bounded(server.closed()).await;
+        assert_eq!(
+            reason,
+            CloseReason::Peer {
+                code: ErrorCode::NO_ERROR,
+                reason: "session dropped".into()
+            }
+        );
+        listener.close(ErrorCode::NO_ERROR, "done");
+        bounded(listener.closed()).await;
+    }
+);
+
+both_executors!(closing_the_listener_ends_its_sessions, |exec| async move {
+    let pair = Pair::new(exec).await;
+    pair.listener.close(ErrorCode(0x501), "maintenance");
+    assert!(bounded(pair.listener.accept()).await.is_none());
+    let reason = bounded(pair.client.closed()).await;
+    assert_eq!(reason.code(), Some(ErrorCode(0x501)), "{reason:?}");
+    bounded(pair.server.closed()).await;
+    bounded(pair.listener.closed()).await;
+});

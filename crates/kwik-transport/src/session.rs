@@ -115,7 +115,16 @@ impl SessionInner {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) {
-        self.state().paths.push(path.clone());
+        {
+            let mut st = self.state();
+            if st.close.is_some() {
+                // An added path whose dial finished after the session closed.
+                drop(st);
+                path.abort(ErrorCode::NO_ERROR, "session closed");
+                return;
+            }
+            st.paths.push(path.clone());
+        }
         if let Some(o) = &self.settings.observer {
             o.path_added(path.id(), path.conn.remote_address());
         }

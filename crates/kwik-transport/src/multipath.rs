@@ -391,13 +391,7 @@ impl SessionInner {
             let connecting = endpoint
                 .connect_with(config.quinn.clone(), addr, &server_name)
                 .map_err(|e| e.to_string())?;
-            let shake = async {
-                let conn = connecting.await?;
-                let (mut send, mut recv) = conn.open_bi().await?;
-                path::write_hello(&mut send, Self::hello(settings, path_id)).await?;
-                let hello = path::read_hello(&mut recv, settings.max_packet_size).await?;
-                Ok::<_, HandshakeError>((conn, send, recv, hello))
-            };
+            let shake = path::client_handshake(connecting, settings, path_id);
             shake.await.map_err(|e| match e {
                 HandshakeError::Connection(c) => c.to_string(),
                 HandshakeError::Protocol(p) => p.to_string(),

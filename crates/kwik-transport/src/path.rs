@@ -242,6 +242,28 @@ pub(crate) async fn write_hello(
     send.write_all(&out).await
 }
 
+/// The client side of a path handshake: QUIC, then HELLO{path_id} out and the server's HELLO
+/// back. The caller bounds it with `handshake_timeout`.
+pub(crate) async fn client_handshake(
+    connecting: quinn::Connecting,
+    settings: &crate::config::Settings,
+    path_id: u64,
+) -> Result<
+    (
+        quinn::Connection,
+        quinn::SendStream,
+        quinn::RecvStream,
+        Hello,
+    ),
+    HandshakeError,
+> {
+    let conn = connecting.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_hello(&mut send, SessionInner::hello(settings, path_id)).await?;
+    let hello = read_hello(&mut recv, settings.max_packet_size).await?;
+    Ok((conn, send, recv, hello))
+}
+
 /// Why the HELLO exchange failed.
 #[derive(Debug)]
 pub(crate) enum HandshakeError {

@@ -794,7 +794,8 @@ impl Session {
         self.inner().relay(path_id, stream_id, data.into())
     }
 
-    /// A snapshot of every path.
+    /// A snapshot of every path of this side: on the client every server's path (id, remote
+    /// address, primary flag, RTT, traffic, state); on a server its own connection only.
     pub fn paths(&self) -> Vec<PathInfo> {
         self.inner()
             .state()

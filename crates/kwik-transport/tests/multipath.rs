@@ -7,13 +7,14 @@ mod common;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kwik_test_support::{LossyRelay, SERVER_NAME, TestPki};
 use kwik_transport::{
-    AddPathError, ClientConfig, ClientConfigBuilder, CloseReason, ErrorCode, Listener, ReadError,
-    RelayError, RemovePathError, ServerConfig, Session, Stream, dial, listen,
+    AddPathError, ClientConfig, ClientConfigBuilder, CloseReason, ErrorCode, Listener, Observer,
+    ReadError, RelayError, RemovePathError, ServerConfig, Session, Stream, dial, listen,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -374,6 +375,61 @@ both_executors!(back_to_back_relays_arrive_in_order, |exec| async move {
     cluster.shutdown(vec![secondary]).await;
 });
 
+/// Counts the client's removed paths and wakes a waiter on each.
+#[derive(Default)]
+struct PathEvents {
+    removed: std::sync::Mutex<Vec<u64>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Observer for PathEvents {
+    fn path_removed(&self, path_id: u64) {
+        self.removed.lock().unwrap().push(path_id);
+        self.notify.notify_waiters();
+    }
+}
+
+impl PathEvents {
+    async fn wait_removed(&self, path_id: u64) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.removed.lock().unwrap().contains(&path_id) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+both_executors!(
+    relays_beyond_the_secondary_window_wait_for_credit,
+    |exec| async move {
+        // 3 MiB relayed to a server whose stream window is 1 MiB: the client holds the rest until
+        // the secondary reads and grants credit.
+        const TOTAL: usize = 3 << 20;
+        let cluster = Cluster::new(exec, 2).await;
+        let (path, secondary) = cluster.add(1).await;
+        let mut stream = cluster.client.open_stream().await.unwrap();
+        stream.write_all(b"x").await.unwrap();
+        let incoming = bounded(cluster.primary.accept_stream()).await.unwrap();
+        let data = chunk(7, TOTAL);
+        for piece in data.chunks(256 * 1024) {
+            cluster
+                .primary
+                .relay(path, incoming.id(), Bytes::copy_from_slice(piece))
+                .unwrap();
+        }
+        let mut relayed = bounded(secondary.accept_stream()).await.unwrap();
+        let mut got = vec![0u8; TOTAL];
+        bounded(relayed.read_exact(&mut got)).await.unwrap();
+        assert!(got == data, "relayed bytes differ");
+        drop((stream, incoming, relayed));
+        cluster.shutdown(vec![secondary]).await;
+    }
+);
+
 both_executors!(
     killing_the_secondary_fails_only_its_streams,
     |exec| async move {
@@ -439,17 +495,13 @@ async fn echo_over(client: &Session, server: &Session) {
 both_executors!(
     killing_the_primary_moves_the_primary_role,
     |exec| async move {
-        let cluster = Cluster::new(exec, 2).await;
+        let events = Arc::new(PathEvents::default());
+        let observer = events.clone();
+        let cluster = Cluster::with(exec, 2, |c| c.observer(observer)).await;
         let (path, secondary) = cluster.add(1).await;
         cluster.primary.close(ErrorCode::APPLICATION_BASE, "killed");
         cluster.listeners[0].close(ErrorCode::APPLICATION_BASE, "killed");
-        bounded(async {
-            // Bounded: each round waits for the client's reader to see the close.
-            while cluster.client.paths().len() > 1 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        bounded(events.wait_removed(0)).await;
         let paths = cluster.client.paths();
         assert_eq!(paths.len(), 1);
         assert_eq!(paths[0].id, path);

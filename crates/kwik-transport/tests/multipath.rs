@@ -14,7 +14,7 @@ use bytes::Bytes;
 use kwik_test_support::{LossyRelay, SERVER_NAME, TestPki};
 use kwik_transport::{
     AddPathError, ClientConfig, ClientConfigBuilder, CloseReason, ErrorCode, Listener, Observer,
-    ReadError, RelayError, RemovePathError, ServerConfig, Session, Stream, dial, listen,
+    PathState, ReadError, RelayError, RemovePathError, ServerConfig, Session, Stream, dial, listen,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,6 +127,7 @@ both_executors!(add_path_to_a_second_server, |exec| async move {
     assert!(paths[0].primary && !paths[1].primary);
     assert_eq!(paths[1].id, 1);
     assert_eq!(paths[1].remote, cluster.addr(1));
+    assert!(paths.iter().all(|p| p.state == PathState::Active));
     // The primary server only has its own path.
     assert_eq!(cluster.primary.paths().len(), 1);
     cluster.shutdown(vec![secondary]).await;

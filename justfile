@@ -27,3 +27,8 @@ ci:
 # Check the shipped configurations with the kwik binary.
 config-check:
     cargo run --locked -p kwik-cli -- config check configs/performance.toml configs/low-latency.toml configs/high-throughput.toml
+
+# Run `kwik serve` on 127.0.0.1:4433 with a throw-away self-signed certificate (development
+# only), serving the files under `root`; metrics on 127.0.0.1:2112. Stop with Ctrl-C.
+serve root=".":
+    cargo run --locked -p kwik-cli -- serve --insecure-dev-self-signed --listen 127.0.0.1:4433 --root {{root}}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod serve;
 
 /// kwik: QUIC With Intelligent Konnections, one session over several servers.
 #[derive(Debug, Parser)]
@@ -23,6 +24,8 @@ enum Command {
     /// Check or print a performance.toml.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Serve echo, file ranges and HTTP over KWIK streams.
+    Serve(serve::ServeArgs),
 }
 
 /// Exit code of a rejected configuration (clap uses the same code for a usage error).
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Config(command) => config::run(command),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

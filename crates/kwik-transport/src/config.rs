@@ -16,8 +16,8 @@ use crate::error::ConfigError;
 use crate::executor::{Executor, InlineExecutor};
 use crate::stats::Observer;
 
-/// Default ALPN protocol id.
-pub const DEFAULT_ALPN: &[u8] = b"kwik/1";
+/// Default ALPN protocol id (the same as `transport.alpn` in performance.toml).
+pub const DEFAULT_ALPN: &[u8] = b"kwik";
 
 /// Settings shared by both sides, copied into every session.
 #[derive(Clone)]
@@ -43,12 +43,12 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             alpn: vec![DEFAULT_ALPN.to_vec()],
-            max_packet_size: 16 * 1024,
+            max_packet_size: 64 * 1024,
             read_buffer: 64 * 1024,
             stream_window: 1024 * 1024,
-            max_streams: 100,
-            max_paths_per_session: 8,
-            keep_alive: Some(Duration::from_secs(5)),
+            max_streams: 1000,
+            max_paths_per_session: 16,
+            keep_alive: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Some(Duration::from_secs(10)),
@@ -147,7 +147,7 @@ impl fmt::Debug for Settings {
 /// Generates the setters shared by both builders.
 macro_rules! common_setters {
     () => {
-        /// ALPN protocol ids offered / accepted. Default: `["kwik/1"]`.
+        /// ALPN protocol ids offered / accepted. Default: `["kwik"]`.
         pub fn alpn<I, P>(mut self, protocols: I) -> Self
         where
             I: IntoIterator<Item = P>,
@@ -158,7 +158,7 @@ macro_rules! common_setters {
         }
 
         /// Largest packet body this side accepts and sends (2 KiB..=16 MiB). A peer packet
-        /// announcing more is a `PACKET_TOO_LARGE` protocol error. Default: 16 KiB.
+        /// announcing more is a `PACKET_TOO_LARGE` protocol error. Default: 64 KiB.
         pub fn max_packet_size(mut self, bytes: usize) -> Self {
             self.settings.max_packet_size = bytes;
             self
@@ -177,20 +177,20 @@ macro_rules! common_setters {
             self
         }
 
-        /// Streams the peer may have open at once towards this side. Default: 100.
+        /// Streams the peer may have open at once towards this side. Default: 1000.
         pub fn max_streams(mut self, streams: u64) -> Self {
             self.settings.max_streams = streams;
             self
         }
 
-        /// Most paths one session may have. Default: 8.
+        /// Most paths one session may have. Default: 16.
         pub fn max_paths_per_session(mut self, paths: usize) -> Self {
             self.settings.max_paths_per_session = paths;
             self
         }
 
         /// QUIC keep-alive interval (`None` disables; must be shorter than the idle timeout).
-        /// Default: 5 s.
+        /// Default: 10 s.
         pub fn keep_alive(mut self, interval: Option<std::time::Duration>) -> Self {
             self.settings.keep_alive = interval;
             self

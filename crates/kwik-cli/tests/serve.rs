@@ -1,0 +1,439 @@
+//! `kwik serve` as a child process, driven over real KWIK sessions on 127.0.0.1: the HTTP
+//! routes, the response cache, `/metrics` (checked by promtool when installed), the file
+//! service, and a graceful SIGTERM during a 64 MiB download.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kwik_test_support::TestPki;
+use kwik_transport::{ClientConfig, ErrorCode, Session};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Size of the download interrupted by SIGTERM (the issue's figure).
+const LARGE_FILE: usize = 64 * 1024 * 1024;
+
+/// A running `kwik serve`; killed on drop if a test failed before stopping it.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    pki: TestPki,
+    _certs: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(root: &Path) -> Self {
+        let pki = TestPki::generate().unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        let pem = pki.write_pem(certs.path()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kwik"))
+            .arg("serve")
+            .arg("--listen=127.0.0.1:0")
+            .arg("--cert")
+            .arg(&pem.cert)
+            .arg("--key")
+            .arg(&pem.key)
+            .arg("--root")
+            .arg(root)
+            .env("KWIK_METRICS_LISTEN", "127.0.0.1:0")
+            .env("KWIK_LOGGING_LEVEL", "warn")
+            // Room for the 64 MiB download of the SIGTERM test on a loaded machine.
+            .env("KWIK_WORKER_POOL_SHUTDOWN_TIMEOUT", "120s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        let mut metrics = None;
+        while addr.is_none() {
+            let line = lines.next().expect("kwik serve exited early").unwrap();
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                addr = Some(rest.parse().unwrap());
+            } else if let Some(rest) = line.strip_prefix("metrics on http://") {
+                metrics = Some(rest.trim_end_matches("/metrics").parse().unwrap());
+            }
+        }
+        Self {
+            child,
+            addr: addr.unwrap(),
+            metrics: metrics.expect("no metrics line before the listening line"),
+            pki,
+            _certs: certs,
+        }
+    }
+
+    async fn dial(&self) -> Session {
+        // The server runs with `[transport]` of performance.toml, whose defaults (ALPN, packet
+        // size) differ from the transport crate's: the client must use the same.
+        let transport = kwik_config::PerformanceConfig::default()
+            .with_env_overrides()
+            .unwrap()
+            .transport;
+        let config = ClientConfig::builder()
+            .alpn([transport.alpn.into_bytes()])
+            .max_packet_size(transport.max_packet_size.as_usize())
+            .stream_window(transport.stream_window.as_u64())
+            .add_root_certificate(self.pki.ca_cert())
+            .build()
+            .unwrap();
+        kwik_transport::dial(self.addr, &config).await.unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn root_with_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"hello over kwik\n").unwrap();
+    dir
+}
+
+/// One HTTP exchange on a fresh stream: `(status, head, body)`.
+async fn http(session: &Session, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = session.open_stream().await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, head, raw[split..].to_vec())
+}
+
+async fn get(session: &Session, path: &str) -> (u16, String, Vec<u8>) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: kwik\r\nConnection: close\r\n\r\n");
+    http(session, &request, b"").await
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    // HTTP/1.0: the body comes unchunked and ends with the connection.
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: kwik\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes_cache_and_metrics() {
+    let root = root_with_files();
+    let server = Server::start(root.path());
+    let session = server.dial().await;
+
+    let (status, _, body) = get(&session, "/").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().starts_with("kwik serve"));
+
+    let request = "POST /api/echo HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n";
+    let (status, _, body) = http(&session, request, b"abcde").await;
+    assert_eq!((status, body.as_slice()), (200, &b"abcde"[..]));
+
+    let (status, head, body) = get(&session, "/hello.txt").await;
+    assert_eq!((status, body.as_slice()), (200, &b"hello over kwik\n"[..]));
+    assert!(head.contains("X-Kwik-Cache: miss"), "{head}");
+    let (_, head, body) = get(&session, "/hello.txt").await;
+    assert!(head.contains("X-Kwik-Cache: hit"), "{head}");
+    assert_eq!(body, b"hello over kwik\n");
+
+    assert_eq!(get(&session, "/../etc/passwd").await.0, 400);
+    assert_eq!(get(&session, "/missing").await.0, 404);
+
+    let (status, _, body) = get(&session, "/api/status").await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["cache"]["hits"], 1);
+    assert_eq!(json["cache"]["misses"], 1);
+    assert_eq!(json["runtime"]["sessions"], 1);
+    assert_eq!(json["runtime"]["paths"], 1);
+
+    let text = scrape(server.metrics);
+    assert!(
+        text.contains(r#"kwik_requests_total{route="/"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"kwik_requests_total{route="static"} 4"#));
+    assert!(text.contains(r#"kwik_request_errors_total{route="static"} 2"#));
+    assert!(text.contains(r#"kwik_request_duration_seconds_count{route="/api/echo"} 1"#));
+    assert!(text.contains("kwik_cache_hits_total 1"));
+    assert!(
+        text.contains(r#"kwik_sessions_active{role="server"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("kwik_paths_active 1"));
+    promtool_check(&text);
+
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(server.terminate().success());
+}
+
+/// `promtool check metrics` on `text`; skipped (with a note) when promtool is not installed,
+/// unless KWIK_REQUIRE_PROMTOOL=1.
+fn promtool_check(text: &str) {
+    let required = std::env::var("KWIK_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            eprintln!("SKIPPED: promtool not found (KWIK_REQUIRE_PROMTOOL=1 makes this fatal)");
+            return;
+        }
+        Err(e) => panic!("promtool could not be run: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_ranges_and_refusals() {
+    let root = root_with_files();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path().join("data.bin"), &data).unwrap();
+    let server = Server::start(root.path());
+    let session = server.dial().await;
+
+    let mut joined = Vec::new();
+    for line in ["FILE data.bin 0 100000\n", "FILE data.bin 100000 200000\n"] {
+        let mut stream = session.open_stream().await.unwrap();
+        stream.write_all(line.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let newline = raw.iter().position(|&b| b == b'\n').unwrap();
+        assert!(raw.starts_with(b"OK "), "{:?}", &raw[..newline]);
+        assert!(raw[..newline].ends_with(b" 300000"));
+        joined.extend_from_slice(&raw[newline + 1..]);
+    }
+    assert_eq!(joined, data);
+
+    let mut stream = session.open_stream().await.unwrap();
+    stream.write_all(b"FILE data.bin 299999 2\n").await.unwrap();
+    // The server answers and stops reading as soon as it has the line: FIN may be refused.
+    let _ = stream.shutdown().await;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("ERR out-of-range "), "{reply}");
+
+    let mut stream = session.open_stream().await.unwrap();
+    stream.write_all(b"ECHO\nround trip").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, b"round trip");
+
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_64_mib_download_finish_then_exits_0() {
+    let root = tempfile::tempdir().unwrap();
+    let mut expected = Sha256::new();
+    {
+        let mut file = std::fs::File::create(root.path().join("large.bin")).unwrap();
+        let mut chunk = vec![0u8; 1 << 20];
+        for i in 0..LARGE_FILE / chunk.len() {
+            for (j, byte) in chunk.iter_mut().enumerate() {
+                *byte = (i * 7 + j * 13) as u8;
+            }
+            file.write_all(&chunk).unwrap();
+            expected.update(&chunk);
+        }
+    }
+    let server = Server::start(root.path());
+    let session = server.dial().await;
+    let mut stream = session.open_stream().await.unwrap();
+    let request = format!("FILE large.bin 0 {LARGE_FILE}\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+
+    let header = format!("OK {LARGE_FILE} {LARGE_FILE}\n");
+    let mut head = vec![0; header.len()];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(head, header.as_bytes());
+    // Part of the body has arrived: the download is in flight when the signal lands (flow
+    // control keeps the server within one stream window, 1 MiB, of what was read).
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 64 * 1024];
+    let mut received = 0;
+    while received < 1 << 20 {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "stream ended early");
+        hasher.update(&buf[..n]);
+        received += n;
+    }
+    let exit = tokio::task::spawn_blocking(move || server.terminate());
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        received += n;
+    }
+    assert_eq!(received, LARGE_FILE);
+    assert_eq!(hasher.finalize(), expected.finalize());
+    session.close(ErrorCode::NO_ERROR, "done");
+    let status = tokio::time::timeout(Duration::from_secs(60), exit)
+        .await
+        .expect("kwik serve did not exit after the download")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// Throughput of one FILE download over loopback, for docs/tuning.md: run with
+/// `cargo test -p kwik-cli --test serve -- --ignored --nocapture download_throughput`, varying
+/// `KWIK_TRANSPORT_*` (read by both the server and this client). Asserts the bytes, prints the
+/// rate; never asserts a speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement for docs/tuning.md, prints a throughput"]
+async fn download_throughput() {
+    const SIZE: usize = 256 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: usize| (i % 253) as u8).collect();
+    {
+        let mut file = std::fs::File::create(root.path().join("big.bin")).unwrap();
+        for _ in 0..SIZE / chunk.len() {
+            file.write_all(&chunk).unwrap();
+        }
+    }
+    let server = Server::start(root.path());
+    let session = server.dial().await;
+    let started = std::time::Instant::now();
+    let mut stream = session.open_stream().await.unwrap();
+    stream
+        .write_all(format!("FILE big.bin 0 {SIZE}\n").as_bytes())
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let mut buf = vec![0; 256 * 1024];
+    let mut received = 0;
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    let elapsed = started.elapsed();
+    let header = format!("OK {SIZE} {SIZE}\n").len();
+    assert_eq!(received, SIZE + header);
+    println!(
+        "download_throughput: {} MiB in {:.2} s = {:.0} MiB/s",
+        SIZE >> 20,
+        elapsed.as_secs_f64(),
+        (SIZE >> 20) as f64 / elapsed.as_secs_f64()
+    );
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
+    let no_tls = Command::new(env!("CARGO_BIN_EXE_kwik"))
+        .args(["serve", "--listen=127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(no_tls.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_tls.stderr).contains("--insecure-dev-self-signed"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("performance.toml");
+    std::fs::write(&config, "[cache]\nttl = 5\n").unwrap();
+    let bad_config = Command::new(env!("CARGO_BIN_EXE_kwik"))
+        .args([
+            "serve",
+            "--insecure-dev-self-signed",
+            "--listen=127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(bad_config.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_config.stderr);
+    assert!(stderr.contains("ttl"), "{stderr}");
+    assert!(bad_config.stdout.is_empty(), "nothing was started");
+}
+
+#[test]
+fn json_logs_when_logging_format_is_json() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kwik"))
+        .args([
+            "serve",
+            "--insecure-dev-self-signed",
+            "--listen=127.0.0.1:0",
+        ])
+        .env("KWIK_METRICS_ENABLED", "false")
+        .env("KWIK_LOGGING_FORMAT", "json")
+        .env("KWIK_LOGGING_LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"kwik serve started"), "{messages:?}");
+    assert!(messages.contains(&"kwik serve stopped"), "{messages:?}");
+}

@@ -122,6 +122,7 @@ async fn hostile_cases(exec: Exec) {
         move |s| {
             s.stream_window(WINDOW)
                 .max_streams(MAX_STREAMS)
+                .max_packet_size(16 * 1024)
                 .observer(observer)
         },
         |c| c,

@@ -236,11 +236,19 @@ impl Multi {
         st.path_windows.remove(&path_id);
     }
 
-    /// Server: applies ADD_PATH_RESULT (a late answer to a timed-out request is dropped).
-    pub(crate) fn on_add_path_result(&self, request_id: u64, outcome: AddPathOutcome) {
+    /// Server: applies ADD_PATH_RESULT. Returns a path the client added for a request this
+    /// server no longer waits for (timed out): the caller asks the client to remove it.
+    pub(crate) fn on_add_path_result(
+        &self,
+        request_id: u64,
+        outcome: AddPathOutcome,
+    ) -> Option<PathId> {
         let mut st = self.state();
         let Some(tx) = st.pending.remove(&request_id) else {
-            return;
+            return match outcome {
+                AddPathOutcome::Added { path_id } => Some(path_id),
+                AddPathOutcome::Failed { .. } => None,
+            };
         };
         let result = match outcome {
             AddPathOutcome::Added { path_id } => {
@@ -254,7 +262,12 @@ impl Multi {
             }),
         };
         drop(st);
-        let _ = tx.send(result);
+        if let Err(Ok(path_id)) = tx.send(result) {
+            // add_path gave up between the lookup and the send.
+            self.state().added.remove(&path_id);
+            return Some(path_id);
+        }
+        None
     }
 
     /// Fails every pending request (the session closed).

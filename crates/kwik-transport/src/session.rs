@@ -308,7 +308,12 @@ impl SessionInner {
             Frame::AddPathResult {
                 request_id,
                 outcome,
-            } if !self.client => self.multi.on_add_path_result(request_id, outcome),
+            } if !self.client => {
+                if let Some(path_id) = self.multi.on_add_path_result(request_id, outcome) {
+                    // Nobody waits for this path any more: the client should not keep it.
+                    path.queue(Frame::RemovePath { path_id });
+                }
+            }
             Frame::RemovePath { path_id } if path_id != path.id() => {
                 if self.client {
                     if let Some(target) = self.path_by_id(path_id) {

@@ -16,9 +16,13 @@ lint:
 fmt:
     cargo fmt --all -- --check
 
-# Compile every benchmark, as CI does; run one with `cargo bench -p kwik-benches --bench <area>`.
+# Compile every benchmark in the test profile, as CI does (fast; catches rot).
+bench-build:
+    cargo test --workspace --benches --no-run --locked
+
+# Run every criterion suite with the bench profile (one: `cargo bench -p kwik-benches --bench <area>`).
 bench:
-    cargo bench --workspace --no-run --locked
+    cargo bench --workspace --locked
 
 # The whole CI pipeline: fmt, lint, test, bench (installs promtool when missing).
 ci:
@@ -32,3 +36,8 @@ config-check:
 # only), serving the files under `root`; metrics on 127.0.0.1:2112. Stop with Ctrl-C.
 serve root=".":
     cargo run --locked -p kwik-cli -- serve --insecure-dev-self-signed --listen 127.0.0.1:4433 --root {{root}}
+
+# The seed's load scenario (1000 sessions, 10,000 msg/s, 64 B echoes, 10 s) on kwik with every
+# dispatch and on raw quinn, side by side; add e.g. `--mode connect --connections 50`.
+loadtest *ARGS:
+    cargo run --release --locked -p kwik-cli -- loadtest --dispatch all --baseline quic {{ARGS}}

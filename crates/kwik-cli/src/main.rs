@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod loadtest;
 mod serve;
 
 /// kwik: QUIC With Intelligent Konnections, one session over several servers.
@@ -24,6 +25,8 @@ enum Command {
     /// Check or print a performance.toml.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Drive many sessions against an echo server and report latency, CPU and memory.
+    Loadtest(loadtest::LoadtestArgs),
     /// Serve echo, file ranges and HTTP over KWIK streams.
     Serve(serve::ServeArgs),
 }
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Config(command) => config::run(command),
+        Command::Loadtest(args) => loadtest::run(args),
         Command::Serve(args) => serve::run(args),
     };
     match result {

@@ -17,6 +17,8 @@ use common::{Exec, Pair};
 const BOUND: Duration = Duration::from_secs(30);
 const WINDOW: u64 = 4096;
 const MAX_STREAMS: u64 = 8;
+/// The server's `max_packet_size`; the "length over" case announces one byte more.
+const MAX_PACKET: usize = 16 * 1024;
 
 #[derive(Default)]
 struct CountErrors(AtomicU64);
@@ -122,7 +124,7 @@ async fn hostile_cases(exec: Exec) {
         move |s| {
             s.stream_window(WINDOW)
                 .max_streams(MAX_STREAMS)
-                .max_packet_size(16 * 1024)
+                .max_packet_size(MAX_PACKET)
                 .observer(observer)
         },
         |c| c,
@@ -143,7 +145,7 @@ async fn hostile_cases(exec: Exec) {
 
     let too_long = {
         let mut b = BytesMut::new();
-        b.put_u32(16 * 1024 + 1);
+        b.put_u32(MAX_PACKET as u32 + 1);
         b.freeze()
     };
     let truncated = {

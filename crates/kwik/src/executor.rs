@@ -1,0 +1,132 @@
+//! The worker pool behind the transport's executor seam.
+
+use std::hash::{Hash, Hasher};
+
+use kwik_pool::{SubmitError, WorkerPool};
+use kwik_transport::{Executor, ExecutorClosed, PacketJob, Submit};
+
+/// Runs received packets on a [`WorkerPool`], one shard per path: the packets of a path are
+/// decoded one after another in arrival order, while paths spread over the workers, and a full
+/// shard makes the path reader wait (back-pressure through QUIC flow control to the peer).
+///
+/// The transport keys a packet by its path id, which is only unique within a session: every
+/// session's first path is path 0. The pool key therefore also carries the identity of the
+/// path reader task that submits (one task per path for the path's whole life), so that the
+/// paths of different sessions spread over the shards instead of all landing on shard 0.
+/// Order per path is unaffected: a path's key never changes.
+///
+/// Under `overflow = "reject"` a packet that meets a full shard is not dropped (a lost packet
+/// would corrupt the stream): the path fails with "executor closed" instead.
+#[derive(Debug, Clone)]
+pub struct PoolExecutor {
+    pool: WorkerPool,
+}
+
+impl PoolExecutor {
+    /// An executor submitting to `pool`.
+    pub fn new(pool: WorkerPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool packets run on.
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+}
+
+/// The pool key of a packet of path `path_id`: the path id mixed with the submitting task's id.
+fn pool_key(path_id: u64) -> u64 {
+    let Some(task) = tokio::task::try_id() else {
+        return path_id;
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    task.hash(&mut hasher);
+    path_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl PoolExecutor {
+    /// Runs `work` on the shard of `path_id` (mixed with the submitting task): what
+    /// [`Executor::submit`] does with a packet, open to any closure so tests can watch the order.
+    fn submit_work<F>(&self, path_id: u64, work: F) -> Submit<'_>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let key = pool_key(path_id);
+        // The common case: room in the shard, no allocation for the submission future.
+        match self.pool.try_execute(key, async move { work() }) {
+            Ok(()) => Submit::ready(Ok(())),
+            Err(SubmitError::Closed(_)) => Submit::ready(Err(ExecutorClosed)),
+            Err(SubmitError::Full(job)) => Submit::from_future(async move {
+                self.pool
+                    .execute(key, job)
+                    .await
+                    .map_err(|_| ExecutorClosed)
+            }),
+        }
+    }
+}
+
+impl Executor for PoolExecutor {
+    fn submit(&self, key: u64, job: PacketJob) -> Submit<'_> {
+        self.submit_work(key, move || job.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Path readers of many sessions all submit under path id 0, through tiny queues (every
+    /// submission past the first meets a full shard): each reader's jobs must run in its order,
+    /// and the readers must spread over more than one shard.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn per_path_order_under_load_and_sessions_spread() {
+        const READERS: usize = 16;
+        const PACKETS: usize = 500;
+        let pool = WorkerPool::builder()
+            .workers(4)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let executor = Arc::new(PoolExecutor::new(pool.clone()));
+        let log = Arc::new(Mutex::new(vec![Vec::new(); READERS]));
+        let mut readers = tokio::task::JoinSet::new();
+        for reader in 0..READERS {
+            let executor = Arc::clone(&executor);
+            let log = Arc::clone(&log);
+            readers.spawn(async move {
+                let shard = executor.pool().shard_for(pool_key(0));
+                for seq in 0..PACKETS {
+                    let log = Arc::clone(&log);
+                    executor
+                        .submit_work(0, move || log.lock().unwrap()[reader].push(seq))
+                        .await
+                        .unwrap();
+                }
+                shard
+            });
+        }
+        let mut shards = std::collections::HashSet::new();
+        while let Some(shard) = readers.join_next().await {
+            shards.insert(shard.unwrap());
+        }
+        assert!(pool.shutdown(Duration::from_secs(10)).await.is_complete());
+        let log = log.lock().unwrap();
+        for (reader, seen) in log.iter().enumerate() {
+            assert_eq!(*seen, (0..PACKETS).collect::<Vec<_>>(), "reader {reader}");
+        }
+        assert!(shards.len() > 1, "all sessions' path 0 landed on one shard");
+    }
+
+    #[tokio::test]
+    async fn a_closed_pool_refuses_packets() {
+        let pool = WorkerPool::builder().workers(1).build().unwrap();
+        let executor = PoolExecutor::new(pool.clone());
+        pool.abort();
+        assert!(executor.submit_work(0, || {}).await.is_err());
+    }
+}

@@ -27,13 +27,7 @@ pub async fn dial(addr: SocketAddr, config: &ClientConfig) -> Result<Session, Co
         .clone()
         .unwrap_or_else(|| addr.ip().to_string());
     let connecting = endpoint.connect_with(config.quinn.clone(), addr, &server_name)?;
-    let handshake = async {
-        let conn = connecting.await?;
-        let (mut send, mut recv) = conn.open_bi().await?;
-        path::write_hello(&mut send, SessionInner::hello(settings, PRIMARY_PATH_ID)).await?;
-        let hello = path::read_hello(&mut recv, settings.max_packet_size).await?;
-        Ok::<_, HandshakeError>((conn, send, recv, hello))
-    };
+    let handshake = path::client_handshake(connecting, settings, PRIMARY_PATH_ID);
     let (conn, send, recv, hello) = tokio::time::timeout(settings.handshake_timeout, handshake)
         .await
         .map_err(|_| ConnectError::Timeout)?
@@ -47,6 +41,7 @@ pub async fn dial(addr: SocketAddr, config: &ClientConfig) -> Result<Session, Co
             HandshakeError::Protocol(p) => ConnectError::Protocol(p),
         })?;
     let inner = SessionInner::new(true, settings.clone(), &hello, endpoint);
+    inner.multi.set_dialer(config.clone(), hello.stream_window);
     let path = Arc::new(PathShared::new(PRIMARY_PATH_ID, conn, true));
     inner.start_path(path, send, recv);
     Ok(Session::new(inner))

@@ -242,6 +242,9 @@ pub enum WriteError {
         /// Current write offset.
         current: u64,
     },
+    /// The path this stream sends on was removed or died (the server behind it is gone).
+    #[error("path {0} carrying this stream was lost")]
+    PathLost(u64),
     /// The session is closed.
     #[error("{0}")]
     SessionClosed(CloseReason),
@@ -253,6 +256,7 @@ impl From<WriteError> for io::Error {
             WriteError::Stopped(_) => io::ErrorKind::ConnectionReset,
             WriteError::ClosedStream => io::ErrorKind::BrokenPipe,
             WriteError::OffsetBehind { .. } => io::ErrorKind::InvalidInput,
+            WriteError::PathLost(_) => io::ErrorKind::ConnectionAborted,
             WriteError::SessionClosed(_) => io::ErrorKind::NotConnected,
         };
         Self::new(kind, e)
@@ -269,6 +273,10 @@ pub enum ReadError {
     /// This side called [`Stream::stop`](crate::Stream::stop).
     #[error("stream stopped locally")]
     Stopped,
+    /// A path that carried part of this stream was removed or died before the stream's end
+    /// was read: its server's ranges will never arrive.
+    #[error("path {0} carrying part of this stream was lost")]
+    PathLost(u64),
     /// The session is closed.
     #[error("{0}")]
     SessionClosed(CloseReason),
@@ -279,6 +287,7 @@ impl From<ReadError> for io::Error {
         let kind = match e {
             ReadError::Reset(_) => io::ErrorKind::ConnectionReset,
             ReadError::Stopped => io::ErrorKind::BrokenPipe,
+            ReadError::PathLost(_) => io::ErrorKind::ConnectionAborted,
             ReadError::SessionClosed(_) => io::ErrorKind::NotConnected,
         };
         Self::new(kind, e)

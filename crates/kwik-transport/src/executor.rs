@@ -24,6 +24,8 @@ use crate::session::SessionInner;
 /// awaits, so any executor can run it anywhere. Moving it costs three words.
 pub struct PacketJob {
     pub(crate) packet: Bytes,
+    /// Position of the packet on its path (RELAY_DATA frames are applied in this order).
+    pub(crate) seq: u64,
     pub(crate) session: Arc<SessionInner>,
     pub(crate) path: Arc<PathShared>,
 }
@@ -32,7 +34,8 @@ impl PacketJob {
     /// Decodes and applies the packet. A protocol error closes the path with the documented
     /// CLOSE code; nothing is returned because there is nobody to return it to.
     pub fn run(self) {
-        self.session.handle_packet(&self.path, self.packet);
+        self.session
+            .handle_packet(&self.path, self.packet, self.seq);
     }
 
     /// Size of the packet body in bytes.

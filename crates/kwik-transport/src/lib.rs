@@ -56,6 +56,7 @@ mod config;
 mod endpoint;
 mod error;
 mod executor;
+mod multipath;
 mod path;
 pub mod quic;
 mod session;
@@ -72,6 +73,7 @@ pub use error::{
     ReadError, SessionError, WriteError,
 };
 pub use executor::{Executor, InlineExecutor, PacketJob, SpawnExecutor, Submit};
+pub use multipath::{AddPathError, PathId, RelayError, RemovePathError};
 pub use session::Session;
-pub use stats::{Observer, PathCounters, PathInfo, SessionStats};
+pub use stats::{Observer, PathCounters, PathInfo, PathState, SessionStats};
 pub use stream::Stream;

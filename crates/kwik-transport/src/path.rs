@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::error::{CloseReason, ErrorCode, ProtocolError};
 use crate::executor::PacketJob;
 use crate::session::SessionInner;
-use crate::stats::{Counters, PathInfo};
+use crate::stats::{Counters, PathInfo, PathState};
 use crate::wire::{self, Frame, FrameDecoder, Hello, PACKET_HEADER_LEN};
 
 /// How long a closing path waits for the peer to acknowledge its last packets (including
@@ -154,7 +154,7 @@ impl PathShared {
         self.closing_signal.notify_waiters();
     }
 
-    fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.outbox().closing.is_some()
     }
 
@@ -190,12 +190,21 @@ impl PathShared {
             remote: self.remote,
             primary: self.primary.load(Relaxed),
             rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
+            state: if self.is_closing() {
+                PathState::Closing
+            } else {
+                PathState::Active
+            },
             counters: self.counters.snapshot(),
         }
     }
 
     pub(crate) fn is_primary(&self) -> bool {
         self.primary.load(Relaxed)
+    }
+
+    pub(crate) fn set_primary(&self, primary: bool) {
+        self.primary.store(primary, Relaxed);
     }
 }
 
@@ -231,6 +240,28 @@ pub(crate) async fn write_hello(
     let mut out = BytesMut::new();
     wire::encode_packet(&[Frame::Hello(hello)], &mut out);
     send.write_all(&out).await
+}
+
+/// The client side of a path handshake: QUIC, then HELLO{path_id} out and the server's HELLO
+/// back. The caller bounds it with `handshake_timeout`.
+pub(crate) async fn client_handshake(
+    connecting: quinn::Connecting,
+    settings: &crate::config::Settings,
+    path_id: u64,
+) -> Result<
+    (
+        quinn::Connection,
+        quinn::SendStream,
+        quinn::RecvStream,
+        Hello,
+    ),
+    HandshakeError,
+> {
+    let conn = connecting.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_hello(&mut send, SessionInner::hello(settings, path_id)).await?;
+    let hello = read_hello(&mut recv, settings.max_packet_size).await?;
+    Ok((conn, send, recv, hello))
 }
 
 /// Why the HELLO exchange failed.
@@ -331,6 +362,7 @@ pub(crate) async fn run_reader(
     // `None` while idle: a path waiting for data holds no read buffer (idle sessions are
     // cheap); the first chunk of a burst takes one from the pool.
     let mut buf: Option<PooledBuf> = None;
+    let mut next_seq = 0u64;
     let outcome: Result<(), CloseReason> = 'read: loop {
         let read = match buf.as_mut() {
             None => match recv.read_chunk(usize::MAX, true).await {
@@ -399,8 +431,11 @@ pub(crate) async fn run_reader(
             if session.is_closed() {
                 break 'read Ok(());
             }
+            let seq = next_seq;
+            next_seq += 1;
             let job = PacketJob {
                 packet,
+                seq,
                 session: session.clone(),
                 path: path.clone(),
             };

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,10 +14,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::error::{CloseReason, ErrorCode, ProtocolError, SessionError};
+use crate::multipath::{AddPathError, Multi, PathId, Relay, RelayError, RemovePathError};
 use crate::path::{self, MAX_CONTROL_BACKLOG, PathShared};
 use crate::stats::{PathInfo, SessionCounters, SessionStats};
 use crate::stream::{Stream, StreamShared, StreamState, flow_control_error};
-use crate::wire::{AddPathOutcome, Frame, FrameDecoder, Hello, MAX_STREAM_FRAME_OVERHEAD};
+use crate::wire::{Frame, FrameDecoder, Hello, MAX_STREAM_FRAME_OVERHEAD};
 
 /// The session state shared by its handles, streams and path tasks.
 pub(crate) struct SessionInner {
@@ -31,6 +33,8 @@ pub(crate) struct SessionInner {
     open_notify: Notify,
     pub(crate) counters: SessionCounters,
     tasks: TaskTracker,
+    /// Paths added, removed and relayed to (multipath.rs).
+    pub(crate) multi: Multi,
     /// Keeps a client's own endpoint (and a server's listener endpoint) alive.
     _endpoint: quinn::Endpoint,
 }
@@ -85,6 +89,7 @@ impl SessionInner {
             open_notify: Notify::new(),
             counters: SessionCounters::default(),
             tasks: TaskTracker::new(),
+            multi: Multi::default(),
             _endpoint: endpoint,
         })
     }
@@ -110,7 +115,16 @@ impl SessionInner {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) {
-        self.state().paths.push(path.clone());
+        {
+            let mut st = self.state();
+            if st.close.is_some() {
+                // An added path whose dial finished after the session closed.
+                drop(st);
+                path.abort(ErrorCode::NO_ERROR, "session closed");
+                return;
+            }
+            st.paths.push(path.clone());
+        }
         if let Some(o) = &self.settings.observer {
             o.path_added(path.id(), path.conn.remote_address());
         }
@@ -127,7 +141,7 @@ impl SessionInner {
         u64::from(!self.client)
     }
 
-    fn primary_path(&self) -> Option<Arc<PathShared>> {
+    pub(crate) fn primary_path(&self) -> Option<Arc<PathShared>> {
         let st = self.state();
         st.paths
             .iter()
@@ -137,10 +151,11 @@ impl SessionInner {
     }
 
     /// Decodes and applies one packet (called by the executor).
-    pub(crate) fn handle_packet(&self, path: &Arc<PathShared>, packet: Bytes) {
+    pub(crate) fn handle_packet(self: &Arc<Self>, path: &Arc<PathShared>, packet: Bytes, seq: u64) {
         if self.is_closed() {
             return;
         }
+        let mut relays = Vec::new();
         path.counters.packets_received.fetch_add(1, Relaxed);
         self.counters.paths.packets_received.fetch_add(1, Relaxed);
         for frame in FrameDecoder::new(packet) {
@@ -149,7 +164,17 @@ impl SessionInner {
                     let ty = frame.frame_type();
                     path.counters.frame_received(ty);
                     self.counters.paths.frame_received(ty);
-                    self.handle_frame(path, frame)
+                    match frame {
+                        Frame::RelayData {
+                            path_id,
+                            stream_id,
+                            data,
+                        } if self.client => {
+                            relays.push(Relay::new(path_id, stream_id, data));
+                            Ok(())
+                        }
+                        frame => self.handle_frame(path, frame),
+                    }
                 }
                 Err(e) => Err(e.into()),
             };
@@ -161,9 +186,18 @@ impl SessionInner {
                 return;
             }
         }
+        if self.client
+            && let Err(e) = self.on_relays(path, seq, relays)
+        {
+            self.protocol_error(path, e);
+        }
     }
 
-    fn handle_frame(&self, path: &Arc<PathShared>, frame: Frame) -> Result<(), ProtocolError> {
+    fn handle_frame(
+        self: &Arc<Self>,
+        path: &Arc<PathShared>,
+        frame: Frame,
+    ) -> Result<(), ProtocolError> {
         match frame {
             Frame::Stream(s) => {
                 let Some(stream) = self.stream_for_frame(s.stream_id, path)? else {
@@ -177,11 +211,14 @@ impl SessionInner {
                 if end > st.recv.advertised {
                     return Err(flow_control_error(end, st.recv.advertised));
                 }
+                // Merged streams: only the home path's FIN sets the final size; a FIN from
+                // another server ends that server's contribution (docs/protocol.md §12).
+                let fin = s.fin && Arc::ptr_eq(&st.send.path, path);
                 if st.recv.is_stopped() {
                     // The application stopped reading: the bytes are dropped on arrival.
                     return Ok(());
                 }
-                let added = st.recv.buf.insert(s.offset, s.data, s.fin)?;
+                let added = st.recv.buf.insert(s.offset, s.data, fin)?;
                 self.counters.recv_buffered.fetch_add(added, Relaxed);
                 if !st.recv.credit_paths.iter().any(|p| Arc::ptr_eq(p, path)) {
                     st.recv.credit_paths.push(path.clone());
@@ -194,7 +231,12 @@ impl SessionInner {
             } => {
                 if let Some(stream) = self.stream_for_frame(stream_id, path)? {
                     let mut st = stream.lock();
-                    if max_offset > st.send.max_data {
+                    if !Arc::ptr_eq(&st.send.path, path) {
+                        // Credit from a server the client relays to for this stream.
+                        let max_payload = self.max_stream_payload;
+                        st.relay
+                            .on_credit(path.id(), stream_id, max_offset, max_payload);
+                    } else if max_offset > st.send.max_data {
                         st.send.max_data = max_offset;
                         st.wake_writer();
                     }
@@ -250,42 +292,64 @@ impl SessionInner {
                 }
             }
             Frame::Close { code, reason } => {
-                self.close_with(
-                    CloseReason::Peer {
-                        code: ErrorCode(code),
-                        reason,
-                    },
-                    false,
-                );
+                let reason = CloseReason::Peer {
+                    code: ErrorCode(code),
+                    reason,
+                };
+                if self.drop_path(path, reason.clone()) {
+                    return Ok(());
+                }
+                self.close_with(reason, false);
+            }
+            Frame::AddPath {
+                request_id,
+                address,
+            } if self.client => self.on_add_path(path, request_id, address),
+            Frame::AddPathResult {
+                request_id,
+                outcome,
+            } if !self.client => {
+                if let Some(path_id) = self.multi.on_add_path_result(request_id, outcome) {
+                    // Nobody waits for this path any more: the client should not keep it.
+                    path.queue(Frame::RemovePath { path_id });
+                }
+            }
+            Frame::RemovePath { path_id } if path_id != path.id() => {
+                if self.client {
+                    if let Some(target) = self.path_by_id(path_id) {
+                        let reason = CloseReason::Local {
+                            code: ErrorCode::NO_ERROR,
+                            reason: "path removed by the primary server".into(),
+                        };
+                        if !self.drop_path(&target, reason.clone()) {
+                            self.close_with(reason, true);
+                        }
+                    }
+                } else {
+                    // The client reports a path this server added as gone.
+                    self.multi.forget(path_id);
+                }
+            }
+            Frame::RemovePath { .. } => {
+                let reason = CloseReason::Peer {
+                    code: ErrorCode::NO_ERROR,
+                    reason: "path removed by peer".into(),
+                };
+                if !self.drop_path(path, reason) {
+                    self.close_with(
+                        CloseReason::Peer {
+                            code: ErrorCode::NO_ERROR,
+                            reason: "last path removed by peer".into(),
+                        },
+                        true,
+                    );
+                }
             }
             Frame::Hello(_) => {
                 return Err(ProtocolError::new(
                     ErrorCode::PROTOCOL_VIOLATION,
                     "HELLO after the handshake",
                 ));
-            }
-            Frame::AddPath { request_id, .. } if self.client => {
-                // Multi-server sessions are not implemented in this version: refuse cleanly so
-                // the server's request completes with an error instead of hanging.
-                path.queue(Frame::AddPathResult {
-                    request_id,
-                    outcome: AddPathOutcome::Failed {
-                        code: ErrorCode::PATH_LIMIT.0,
-                        reason: "this client does not accept additional paths".into(),
-                    },
-                });
-            }
-            Frame::RemovePath { path_id } if path_id != path.id() => {
-                // No other path exists in a single-path session: nothing to remove.
-            }
-            Frame::RemovePath { .. } => {
-                self.close_with(
-                    CloseReason::Peer {
-                        code: ErrorCode::NO_ERROR,
-                        reason: "last path removed by peer".into(),
-                    },
-                    true,
-                );
             }
             other => {
                 return Err(ProtocolError::new(
@@ -390,12 +454,24 @@ impl SessionInner {
         if let Some(o) = &self.settings.observer {
             o.protocol_error(err.code);
         }
+        // One misbehaving server loses its path; servers disagreeing on a merged stream's
+        // bytes (OVERLAP_CONFLICT) compromise the whole session.
+        if err.code != ErrorCode::OVERLAP_CONFLICT
+            && self.drop_path(path, CloseReason::Protocol(err.clone()))
+        {
+            return;
+        }
         self.close_with(CloseReason::Protocol(err), true);
     }
 
     /// A path ended (connection lost, protocol error, peer finished). A session with a single
     /// path ends with it; removing one path of several is the multi-path extension's job.
     pub(crate) fn path_failed(&self, path: &Arc<PathShared>, reason: CloseReason) {
+        let session_wide =
+            matches!(&reason, CloseReason::Protocol(e) if e.code == ErrorCode::OVERLAP_CONFLICT);
+        if !session_wide && self.drop_path(path, reason.clone()) {
+            return;
+        }
         match reason {
             CloseReason::Protocol(e) => self.protocol_error(path, e),
             CloseReason::Local { .. } => self.close_with(reason, true),
@@ -424,6 +500,7 @@ impl SessionInner {
         }
         self.accept_notify.notify_waiters();
         self.open_notify.notify_waiters();
+        self.multi.on_close(&reason);
         let (code, text) = match &reason {
             CloseReason::Local { code, reason } | CloseReason::Peer { code, reason } => {
                 (*code, reason.as_str())
@@ -446,6 +523,97 @@ impl SessionInner {
             o.session_closed(self.client, &reason);
         }
         self.closed_tx.send_replace(Some(reason));
+    }
+
+    /// Why the session closed, or a local "no path" reason while it is still open.
+    pub(crate) fn close_reason_or_local(&self) -> CloseReason {
+        self.state().close.clone().unwrap_or_else(no_path)
+    }
+
+    pub(crate) fn path_count(&self) -> usize {
+        self.state().paths.len()
+    }
+
+    pub(crate) fn path_by_id(&self, id: PathId) -> Option<Arc<PathShared>> {
+        self.state().paths.iter().find(|p| p.id() == id).cloned()
+    }
+
+    /// A stream this side opened: `None` if retired, an error if never opened.
+    pub(crate) fn local_stream(&self, id: u64) -> Result<Option<Arc<StreamShared>>, ProtocolError> {
+        let st = self.state();
+        if let Some(s) = st.streams.get(&id) {
+            return Ok(Some(s.clone()));
+        }
+        if id & 1 == self.side_bit() && (id >> 1) < st.next_local {
+            return Ok(None);
+        }
+        Err(ProtocolError::new(
+            ErrorCode::STREAM_STATE,
+            format!("stream {id} was not opened by this side"),
+        ))
+    }
+
+    /// Runs a session task (joined by [`Session::closed`]).
+    pub(crate) fn spawn_task(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(fut);
+    }
+
+    /// Removes `path` from a session that has other paths: closes it (CLOSE for local and
+    /// protocol reasons), moves the primary role, fails the streams that needed it and tells
+    /// the primary server. Returns false, doing nothing, when `path` is the last path (the
+    /// caller closes the session); true if the path is gone (or was already).
+    pub(crate) fn drop_path(&self, path: &Arc<PathShared>, reason: CloseReason) -> bool {
+        let (streams, primary) = {
+            let mut st = self.state();
+            if st.close.is_some() {
+                return false;
+            }
+            let Some(i) = st.paths.iter().position(|p| Arc::ptr_eq(p, path)) else {
+                return true;
+            };
+            if st.paths.len() == 1 {
+                return false;
+            }
+            st.paths.remove(i);
+            if path.is_primary() {
+                path.set_primary(false);
+                st.paths[0].set_primary(true);
+            }
+            let streams: Vec<_> = st.streams.values().cloned().collect();
+            (streams, st.paths.iter().find(|p| p.is_primary()).cloned())
+        };
+        let id = path.id();
+        tracing::debug!(path = id, "kwik path removed: {reason}");
+        match &reason {
+            CloseReason::Local { code, reason } => path.close_gracefully(*code, reason),
+            CloseReason::Protocol(e) => path.close_gracefully(e.code, &e.reason),
+            CloseReason::Peer { code, reason } => path.abort(*code, reason),
+            _ => path.abort(ErrorCode::NO_ERROR, ""),
+        }
+        if let Some(o) = &self.settings.observer {
+            o.path_removed(id);
+        }
+        self.multi.forget(id);
+        for stream in streams {
+            let mut st = stream.lock();
+            st.relay.remove(id);
+            let carried = st.recv.credit_paths.iter().any(|p| Arc::ptr_eq(p, path));
+            st.recv.credit_paths.retain(|p| !Arc::ptr_eq(p, path));
+            if carried && st.recv_lost.is_none() {
+                st.recv_lost = Some(id);
+                st.wake_reader();
+            }
+            if Arc::ptr_eq(&st.send.path, path) && st.send_lost.is_none() {
+                st.send_lost = Some(id);
+                st.wake_writer();
+            }
+        }
+        if self.client
+            && let Some(p) = primary
+        {
+            p.queue(Frame::RemovePath { path_id: id });
+        }
+        true
     }
 
     async fn open_stream(self: &Arc<Self>) -> Result<Arc<StreamShared>, SessionError> {
@@ -602,7 +770,37 @@ impl Session {
         self.inner().primary_path().map(|p| p.conn.remote_address())
     }
 
-    /// A snapshot of every path.
+    /// Server: asks the client to dial `address` (`host:port`) and add it to this session as
+    /// a new path (ADD_PATH). Resolves with the new path's id once the client answered, or
+    /// with a typed error when the client refused, failed to dial (it bounds the dial by its
+    /// handshake timeout), or did not answer within twice this side's handshake timeout.
+    /// Several requests may be in flight.
+    pub async fn add_path(&self, address: impl ToString) -> Result<PathId, AddPathError> {
+        self.inner().add_path(address.to_string()).await
+    }
+
+    /// Removes path `id`. On the client the path drains and closes (the server behind it sees
+    /// its session close with code 0); on the primary server it asks the client to do so
+    /// (REMOVE_PATH) for a path this server added. The last path cannot be removed: close the
+    /// session instead.
+    pub fn remove_path(&self, id: PathId) -> Result<(), RemovePathError> {
+        self.inner().remove_path(id)
+    }
+
+    /// Server: asks the client to send `data` as the next bytes of client stream
+    /// `stream_id` on path `path_id` (RELAY_DATA), i.e. to the server behind that path.
+    /// Relays for one (path, stream) arrive in call order at consecutive offsets.
+    pub fn relay(
+        &self,
+        path_id: PathId,
+        stream_id: u64,
+        data: impl Into<Bytes>,
+    ) -> Result<(), RelayError> {
+        self.inner().relay(path_id, stream_id, data.into())
+    }
+
+    /// A snapshot of every path of this side: on the client every server's path (id, remote
+    /// address, primary flag, RTT, traffic, state); on a server its own connection only.
     pub fn paths(&self) -> Vec<PathInfo> {
         self.inner()
             .state()

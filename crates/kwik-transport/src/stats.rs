@@ -126,6 +126,19 @@ pub struct PathInfo {
     pub rtt: Option<Duration>,
     /// Traffic counters.
     pub counters: PathCounters,
+    /// Whether the path carries traffic or is closing.
+    pub state: PathState,
+}
+
+/// Lifecycle of a path as [`PathInfo`] reports it. A removed or dead path leaves
+/// `Session::paths` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathState {
+    /// Carrying traffic.
+    Active,
+    /// CLOSE queued or the connection is closing (the session is closing).
+    Closing,
 }
 
 /// A snapshot of a session's counters.

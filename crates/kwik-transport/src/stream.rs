@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{CloseReason, ErrorCode, ProtocolError, ReadError, WriteError};
+use crate::multipath::RelayStreams;
 use crate::path::PathShared;
 use crate::session::SessionHandle;
 use crate::wire::{Frame, StreamFrame};
@@ -247,7 +248,7 @@ pub(crate) struct SendState {
     reset_sent: bool,
     stopped: Option<ErrorCode>,
     waker: Option<Waker>,
-    path: Arc<PathShared>,
+    pub(crate) path: Arc<PathShared>,
 }
 
 /// Both halves of one stream, behind one lock (the path reader and the application touch
@@ -258,6 +259,12 @@ pub(crate) struct StreamState {
     pub(crate) send: SendState,
     pub(crate) closed: Option<CloseReason>,
     retired: bool,
+    /// A path that carried this stream's data was removed before its end was read.
+    pub(crate) recv_lost: Option<u64>,
+    /// The path this stream sends on was removed.
+    pub(crate) send_lost: Option<u64>,
+    /// Client: bytes relayed for this stream to other servers.
+    pub(crate) relay: RelayStreams,
 }
 
 impl StreamState {
@@ -283,6 +290,9 @@ impl StreamState {
             },
             closed: None,
             retired: false,
+            recv_lost: None,
+            send_lost: None,
+            relay: RelayStreams::default(),
         }
     }
 
@@ -522,6 +532,9 @@ impl Stream {
         if let Some(reason) = &st.closed {
             return Poll::Ready(Err(ReadError::SessionClosed(reason.clone())));
         }
+        if let Some(path_id) = st.recv_lost {
+            return Poll::Ready(Err(ReadError::PathLost(path_id)));
+        }
         st.recv.waker = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -566,6 +579,9 @@ fn check_writable(st: &StreamState) -> Result<(), WriteError> {
     if st.send.fin_sent || st.send.reset_sent {
         return Err(WriteError::ClosedStream);
     }
+    if let Some(path_id) = st.send_lost {
+        return Err(WriteError::PathLost(path_id));
+    }
     Ok(())
 }
 
@@ -606,6 +622,9 @@ impl AsyncRead for Stream {
         }
         if let Some(reason) = &st.closed {
             return Poll::Ready(Err(ReadError::SessionClosed(reason.clone()).into()));
+        }
+        if let Some(path_id) = st.recv_lost {
+            return Poll::Ready(Err(ReadError::PathLost(path_id).into()));
         }
         st.recv.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -652,8 +671,19 @@ impl AsyncWrite for Stream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.get_mut().finish().map_err(io::Error::from))
+    /// Sends FIN once the peer's credit covers the write offset (after a
+    /// [`set_write_offset`](Stream::set_write_offset) past the credit, the final size must not
+    /// exceed what the receiver allows).
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        {
+            let mut st = this.shared.lock();
+            if check_writable(&st).is_ok() && st.send.offset > st.send.max_data {
+                st.send.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(this.finish().map_err(io::Error::from))
     }
 }
 

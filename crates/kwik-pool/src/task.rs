@@ -115,6 +115,7 @@ impl<F: Future, C> Reported<F, C> {
         let (tx, rx) = oneshot::channel();
         let report = Reporter {
             tx: Some(tx),
+            staged: None,
             started: false,
         };
         (
@@ -148,30 +149,35 @@ where
     }
 }
 
-/// The sending half of a job's result; a job dropped before it reported (abort, shutdown
-/// deadline) tells its handle why.
+/// The sending half of a job's result. The result is staged when the job ends and sent when
+/// the task is dropped, which the worker does after recording the job in the stats and the
+/// observer: whoever awaits the handle then sees the job counted. A job dropped before it
+/// reported (abort, shutdown deadline) tells its handle why.
 struct Reporter<T> {
     tx: Option<oneshot::Sender<Result<T, JobError>>>,
+    staged: Option<Result<T, JobError>>,
     started: bool,
 }
 
 impl<T> Reporter<T> {
     fn send(&mut self, result: Result<T, JobError>) {
-        if let Some(tx) = self.tx.take() {
-            // The handle may have been dropped: the job was detached, nobody wants the result.
-            let _ = tx.send(result);
+        if self.staged.is_none() {
+            self.staged = Some(result);
         }
     }
 }
 
 impl<T> Drop for Reporter<T> {
     fn drop(&mut self) {
-        let error = if self.started {
+        let result = self.staged.take().unwrap_or(Err(if self.started {
             JobError::Cancelled
         } else {
             JobError::PoolClosed
-        };
-        self.send(Err(error));
+        }));
+        if let Some(tx) = self.tx.take() {
+            // The handle may have been dropped: the job was detached, nobody wants the result.
+            let _ = tx.send(result);
+        }
     }
 }
 

@@ -114,9 +114,6 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
             }
         }
     };
-    // A future that panicked may panic again when dropped; that must not kill the worker either.
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(task)));
-
     counters.running.store(0, Ordering::Relaxed);
     counters.record(outcome);
     if let (Some(observer), Some(started)) = (&shared.observer, started) {
@@ -125,6 +122,10 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
             queued_at.map_or(Duration::ZERO, |at| started.saturating_duration_since(at));
         observer.on_job(queue_wait, ended - started, outcome);
     }
+    // Dropping the task sends the staged result to its handle, so it comes after the stats:
+    // a caller that awaited the handle sees the job counted. A future that panicked may panic
+    // again when dropped; that must not kill the worker either.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(task)));
 }
 
 /// Polls a job, turning a panic into `Err(JobError::Panicked)`.

@@ -689,3 +689,17 @@ fn a_timeout_on_a_runtime_without_timers_fails_the_job_not_the_worker() {
         assert_eq!(pool.stats().timed_out, 2);
     });
 }
+
+/// A job is in the stats (and seen by the observer) by the time its handle resolves, so a caller
+/// that awaited the handle reads consistent counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_a_job_before_its_handle_resolves() {
+    let pool = WorkerPool::builder().workers(2).build().unwrap();
+    for n in 1..=200_u64 {
+        let handle = pool.submit(n, async move { n }).await.unwrap();
+        assert_eq!(handle.await.unwrap(), n);
+        let stats = pool.stats();
+        assert_eq!(stats.completed, n, "job {n} resolved before it was counted");
+    }
+    assert!(pool.shutdown(Duration::from_secs(5)).await.is_complete());
+}

@@ -6,12 +6,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use crate::error::BuildError;
 use crate::pool::WorkerPool;
+use crate::queue::ShardQueue;
 use crate::stats::{PoolObserver, ShardCounters, SharedCounters};
-use crate::worker::{self, Shared};
+use crate::worker::{self, Shard, Shared};
 
 /// The largest accepted `workers(n)`: far beyond any core count, low enough that a typo (an
 /// extra zero or two) is caught rather than spawning a million tasks.
@@ -241,24 +242,20 @@ impl PoolBuilder {
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
             counters: SharedCounters::default(),
-            shards: (0..workers).map(|_| ShardCounters::default()).collect(),
+            shards: (0..workers)
+                .map(|_| Shard {
+                    queue: ShardQueue::new(self.queue_capacity),
+                    counters: ShardCounters::default(),
+                })
+                .collect(),
             max_queued,
             observer: self.observer,
             job_timeout: self.job_timeout,
         });
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for index in 0..workers {
-            let (tx, rx) = mpsc::channel(self.queue_capacity);
-            senders.push(tx);
-            handles.push(runtime.spawn(worker::run(index, rx, Arc::clone(&shared))));
-        }
-        Ok(WorkerPool::from_parts(
-            shared,
-            senders,
-            handles,
-            self.overflow,
-        ))
+        let handles = (0..workers)
+            .map(|index| runtime.spawn(worker::run(index, Arc::clone(&shared))))
+            .collect();
+        Ok(WorkerPool::from_parts(shared, handles, self.overflow))
     }
 }
 

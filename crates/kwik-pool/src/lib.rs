@@ -84,6 +84,7 @@ mod builder;
 mod error;
 mod pipeline;
 mod pool;
+mod queue;
 mod stats;
 mod task;
 mod worker;

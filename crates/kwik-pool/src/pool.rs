@@ -9,16 +9,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use foldhash::fast::FixedState;
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{SemaphorePermit, TryAcquireError, mpsc};
+use tokio::sync::{SemaphorePermit, TryAcquireError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::builder::{Overflow, PoolBuilder};
 use crate::error::{SubmitError, TrySubmitError};
+use crate::queue::{Refused, ShardQueue};
 use crate::stats::Stats;
 use crate::task::{Detached, Envelope, Job, JobHandle, RawTask, Reported};
-use crate::worker::Shared;
+use crate::worker::{Shard, Shared};
 
 /// Fixed so that a key maps to the same shard in every pool of the same size (tests and logs
 /// can name a key's shard); keys are local identifiers such as path ids, not attacker input
@@ -52,7 +52,6 @@ pub struct WorkerPool {
 
 struct Inner {
     shared: Arc<Shared>,
-    senders: Box<[mpsc::Sender<Envelope>]>,
     overflow: Overflow,
     hasher: FixedState,
     /// Taken by `shutdown`/`abort`; dropping the handles detaches the workers.
@@ -89,11 +88,38 @@ impl ShutdownReport {
     }
 }
 
+impl Drop for Inner {
+    /// The last handle is gone: nothing can submit any more, so every shard is closed and its
+    /// worker stops once the queue is drained.
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
 /// Room reserved in one shard (and in the pool-wide bound): sending can no longer fail, so the
-/// job is only boxed once it is sure to be queued.
+/// job is only boxed once it is sure to be queued. Dropped unsent, it gives the room back.
 struct Admission<'a> {
-    permit: mpsc::Permit<'a, Envelope>,
+    queue: &'a ShardQueue,
     bound: Option<SemaphorePermit<'a>>,
+    pushed: bool,
+}
+
+impl<'a> Admission<'a> {
+    fn new(queue: &'a ShardQueue, bound: Option<SemaphorePermit<'a>>) -> Self {
+        Self {
+            queue,
+            bound,
+            pushed: false,
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.pushed {
+            self.queue.unreserve();
+        }
+    }
 }
 
 impl WorkerPool {
@@ -120,14 +146,12 @@ impl WorkerPool {
 
     pub(crate) fn from_parts(
         shared: Arc<Shared>,
-        senders: Vec<mpsc::Sender<Envelope>>,
         workers: Vec<JoinHandle<()>>,
         overflow: Overflow,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shared,
-                senders: senders.into_boxed_slice(),
                 overflow,
                 hasher: FixedState::with_seed(KEY_HASH_SEED),
                 workers: Mutex::new(workers),
@@ -353,7 +377,7 @@ impl WorkerPool {
     pub fn shard_for<K: Hash>(&self, key: K) -> usize {
         let hash = self.inner.hasher.hash_one(key);
         // Multiply-shift maps the hash onto 0..workers without a division.
-        ((u128::from(hash) * self.inner.senders.len() as u128) >> 64) as usize
+        ((u128::from(hash) * self.workers() as u128) >> 64) as usize
     }
 
     /// Number of workers (= shards).
@@ -366,7 +390,7 @@ impl WorkerPool {
     /// # }
     /// ```
     pub fn workers(&self) -> usize {
-        self.inner.senders.len()
+        self.inner.shared.shards.len()
     }
 
     /// A snapshot of the pool's counters.
@@ -385,17 +409,22 @@ impl WorkerPool {
         let shared = &self.inner.shared;
         let mut stats = Stats {
             workers: self.workers(),
-            queued: shared.counters.queued.load(Ordering::Relaxed),
-            queued_high_water: shared.counters.queued_high_water.load(Ordering::Relaxed),
             rejected: shared.counters.rejected.load(Ordering::Relaxed),
             ..Stats::default()
         };
-        for shard in &shared.shards {
-            stats.running += shard.running.load(Ordering::Relaxed);
-            stats.completed += shard.completed.load(Ordering::Relaxed);
-            stats.failed += shard.failed.load(Ordering::Relaxed);
-            stats.panicked += shard.panicked.load(Ordering::Relaxed);
-            stats.timed_out += shard.timed_out.load(Ordering::Relaxed);
+        for Shard { queue, counters } in &shared.shards {
+            stats.queued += queue.len();
+            stats.queued_high_water += queue.high_water();
+            stats.running += counters.running.load(Ordering::Relaxed);
+            stats.completed += counters.completed.load(Ordering::Relaxed);
+            stats.failed += counters.failed.load(Ordering::Relaxed);
+            stats.panicked += counters.panicked.load(Ordering::Relaxed);
+            stats.timed_out += counters.timed_out.load(Ordering::Relaxed);
+        }
+        if shared.max_queued.is_some() {
+            // The pool-wide bound keeps an exact pool-wide mark; the sum of the shards' own
+            // marks is only an upper bound of it.
+            stats.queued_high_water = shared.counters.queued_high_water.load(Ordering::Relaxed);
         }
         stats
     }
@@ -461,6 +490,7 @@ impl WorkerPool {
                 // Cancelled by us: the join error carries nothing to report.
                 let _ = worker.await;
             }
+            self.drop_queued();
         }
         self.release_bound_waiters();
         report
@@ -489,14 +519,18 @@ impl WorkerPool {
         for worker in self.take_workers() {
             worker.abort();
         }
+        self.drop_queued();
         self.release_bound_waiters();
     }
 
     fn close(&self) {
-        let shared = &self.inner.shared;
-        shared.closing.store(true, Ordering::Release);
-        for shard in &shared.shards {
-            shard.idle.wake();
+        self.inner.shared.close();
+    }
+
+    /// Drops the jobs no worker will run any more; their handles report `PoolClosed`.
+    fn drop_queued(&self) {
+        for shard in &self.inner.shared.shards {
+            shard.queue.abort();
         }
     }
 
@@ -519,9 +553,8 @@ impl WorkerPool {
     fn least_loaded(&self) -> usize {
         let shared = &self.inner.shared;
         let load = |index: usize| {
-            let tx = &self.inner.senders[index];
-            (tx.max_capacity() - tx.capacity())
-                + shared.shards[index].running.load(Ordering::Relaxed)
+            let shard = &shared.shards[index];
+            shard.queue.len() + shard.counters.running.load(Ordering::Relaxed)
         };
         (0..self.workers())
             .min_by_key(|&index| load(index))
@@ -544,16 +577,11 @@ impl WorkerPool {
                 Err(_closed) => return Err(SubmitError::Closed(job)),
             },
         };
-        let tx = &self.inner.senders[shard];
-        let permit = match tx.try_reserve() {
-            Ok(permit) => permit,
-            Err(TrySendError::Full(())) => match tx.reserve().await {
-                Ok(permit) => permit,
-                Err(_closed) => return Err(SubmitError::Closed(job)),
-            },
-            Err(TrySendError::Closed(())) => return Err(SubmitError::Closed(job)),
-        };
-        Ok((Admission { permit, bound }, job))
+        let queue = &shared.shards[shard].queue;
+        match queue.reserve().await {
+            Ok(()) => Ok((Admission::new(queue, bound), job)),
+            Err(_closed) => Err(SubmitError::Closed(job)),
+        }
     }
 
     /// Reserves room for one job on `shard` without waiting.
@@ -570,10 +598,11 @@ impl WorkerPool {
                 Err(TryAcquireError::Closed) => return Err(SubmitError::Closed(job)),
             },
         };
-        match self.inner.senders[shard].try_reserve() {
-            Ok(permit) => Ok((Admission { permit, bound }, job)),
-            Err(TrySendError::Full(())) => Err(self.reject(job)),
-            Err(TrySendError::Closed(())) => Err(SubmitError::Closed(job)),
+        let queue = &shared.shards[shard].queue;
+        match queue.try_reserve() {
+            Ok(()) => Ok((Admission::new(queue, bound), job)),
+            Err(Refused::Full) => Err(self.reject(job)),
+            Err(Refused::Closed) => Err(SubmitError::Closed(job)),
         }
     }
 
@@ -605,23 +634,24 @@ impl WorkerPool {
 
     fn send(
         &self,
-        admission: Admission<'_>,
+        mut admission: Admission<'_>,
         task: Pin<Box<dyn RawTask>>,
         timeout: Option<Duration>,
     ) {
         let shared = &self.inner.shared;
         let queued_at = shared.observer.as_ref().map(|_| Instant::now());
-        if let Some(bound) = admission.bound {
-            // The worker gives the permit back when it takes the job off the queue.
+        if let Some(bound) = admission.bound.take() {
+            // The worker gives the permit back when it takes the job off the queue. Counted
+            // before the push so the worker's decrement can never come first.
             bound.forget();
+            shared.counters.enqueued();
         }
-        // Counted before the send so the worker's decrement can never come first.
-        shared.counters.enqueued();
-        admission.permit.send(Envelope {
+        admission.queue.push(Envelope {
             task,
             timeout,
             queued_at,
         });
+        admission.pushed = true;
     }
 }
 

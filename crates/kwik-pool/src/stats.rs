@@ -3,8 +3,6 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
-
 /// How a job ended, as reported to a [`PoolObserver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -68,7 +66,10 @@ pub struct Stats {
     pub workers: usize,
     /// Jobs accepted and waiting in a queue now.
     pub queued: usize,
-    /// The highest `queued` seen since the pool was built.
+    /// The highest `queued` seen since the pool was built. With a pool-wide `max_queued` this is
+    /// exact; otherwise it is the sum of each shard's own peak (shards keep their counts apart so
+    /// that submitting to one never touches another's cache line), which is exact with one busy
+    /// shard and never below the pool-wide peak.
     pub queued_high_water: usize,
     /// Jobs running now (at most one per worker).
     pub running: usize,
@@ -90,8 +91,6 @@ pub struct Stats {
 #[derive(Debug, Default)]
 #[repr(align(128))] // two cache lines: no false sharing with the neighbouring shard's counters
 pub(crate) struct ShardCounters {
-    /// The worker's waker while its queue is empty, for the shutdown wake-up.
-    pub(crate) idle: AtomicWaker,
     pub(crate) running: AtomicUsize,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
@@ -117,7 +116,9 @@ fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-/// The pool-wide counters written by submitters.
+/// The pool-wide counters written by submitters. `queued` and its high-water mark are kept
+/// here only when a pool-wide `max_queued` bound is set (its semaphore already makes every
+/// submission touch shared state); otherwise each shard counts its own.
 #[derive(Debug, Default)]
 pub(crate) struct SharedCounters {
     pub(crate) queued: AtomicUsize,

@@ -8,21 +8,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::error::JobError;
+use crate::queue::ShardQueue;
 use crate::stats::{Outcome, PoolObserver, ShardCounters, SharedCounters};
 use crate::task::{Envelope, RawTask};
 
-/// State shared by the pool handle and its workers. Workers never hold the queue senders, so
-/// dropping the last pool handle closes every queue and the workers finish what is queued.
+/// State shared by the pool handle and its workers. Dropping the last pool handle closes every
+/// shard, and the workers finish what is queued.
 pub(crate) struct Shared {
-    /// Set by `shutdown`/`abort`: submissions are refused, workers close their queues (idle
-    /// ones are woken through `ShardCounters::idle`).
+    /// Set by `shutdown`/`abort`: submissions are refused, then every shard is closed.
     pub(crate) closing: AtomicBool,
     pub(crate) counters: SharedCounters,
-    pub(crate) shards: Box<[ShardCounters]>,
+    pub(crate) shards: Box<[Shard]>,
     /// Pool-wide `max_queued` bound, when one is set tighter than the sum of the shard queues.
     pub(crate) max_queued: Option<Semaphore>,
     pub(crate) observer: Option<Arc<dyn PoolObserver>>,
@@ -33,6 +33,21 @@ impl Shared {
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
+
+    /// Refuses new jobs; each worker finishes its queue, then stops.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        for shard in &self.shards {
+            shard.queue.close();
+        }
+    }
+}
+
+/// One shard: its queue (written by submitters and its worker) and its counters (written by its
+/// worker only, on their own cache lines).
+pub(crate) struct Shard {
+    pub(crate) queue: ShardQueue,
+    pub(crate) counters: ShardCounters,
 }
 
 /// Yields an idle worker makes before it parks. Under a steady stream the producer refills the
@@ -42,42 +57,25 @@ impl Shared {
 const IDLE_SPINS: u32 = 4;
 
 /// Runs shard `index` until its queue is closed and drained.
-pub(crate) async fn run(index: usize, mut rx: mpsc::Receiver<Envelope>, shared: Arc<Shared>) {
-    let counters = &shared.shards[index];
-    let mut rx_closed = false;
+pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
+    let shard = &shared.shards[index];
     loop {
         // An idle shard first yields a few times (see IDLE_SPINS) before it parks.
         let mut spins = 0;
-        while spins < IDLE_SPINS && rx.is_empty() && !shared.is_closing() {
+        while spins < IDLE_SPINS && shard.queue.is_idle() && !shared.is_closing() {
             tokio::task::yield_now().await;
             spins += 1;
         }
-        let received = poll_fn(|cx| {
-            if !rx_closed && shared.is_closing() {
-                // Refuses new jobs (their submitters get `Closed`) and keeps the queued ones.
-                rx.close();
-                rx_closed = true;
-            }
-            // `poll_recv` spends tokio's cooperative budget, so a shard that never empties still
-            // yields its thread now and then.
-            let polled = rx.poll_recv(cx);
-            if polled.is_pending() && !rx_closed {
-                // Only an idle worker registers for the shutdown wake-up; `close` sets the flag
-                // before waking, so reading it again after registering cannot miss it.
-                counters.idle.register(cx.waker());
-                if shared.is_closing() {
-                    cx.waker().wake_by_ref();
-                }
-            }
-            polled
-        })
-        .await;
-        let Some(envelope) = received else { break };
-        shared.counters.dequeued();
+        let Some(envelope) = poll_fn(|cx| shard.queue.poll_pop(cx)).await else {
+            break;
+        };
         if let Some(bound) = &shared.max_queued {
+            shared.counters.dequeued();
             bound.add_permits(1);
         }
-        run_job(envelope, counters, &shared).await;
+        run_job(envelope, &shard.counters, &shared).await;
+        // A shard that never empties would otherwise keep its thread: spend tokio's budget.
+        tokio::task::consume_budget().await;
     }
 }
 

@@ -165,25 +165,13 @@ impl Drop for Server {
     }
 }
 
-/// Checks one run of a short `--target` loadtest at 200 msg/s over 4 sessions.
-fn check_target_run(run: &Value, server: &Server) {
-    let name = run["variant"].as_str().unwrap();
-    assert_eq!(run["target"], server.addr.to_string(), "{name}");
-    assert_eq!(run["connections"], 4, "{name}");
-    assert_eq!(run["errors"], 0, "{name}");
-    assert_eq!(run["target_rate"], 200.0, "{name}");
-    assert!(run["achieved_rate"].as_f64().unwrap() > 0.0, "{name}");
-    assert!(run["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{name}");
-}
-
-#[test]
-fn target_drives_a_separate_kwik_serve() {
-    let server = Server::start(&["--insecure-dev-self-signed"]);
+/// Runs a short `--target` loadtest (4 sessions, 200 msg/s, 1 s) against `server` with
+/// `trust` flags and one `dispatch`, checks its one run, and returns its stderr.
+fn short_target_run(server: &Server, trust: &[&str], dispatch: &str) -> String {
     let addr = server.addr.to_string();
-    let (stderr, report) = loadtest_with_stderr(&[
-        "--target",
-        &addr,
-        "--insecure",
+    let mut args = vec!["--target", &addr];
+    args.extend_from_slice(trust);
+    args.extend([
         "--connections",
         "4",
         "--rate",
@@ -191,16 +179,30 @@ fn target_drives_a_separate_kwik_serve() {
         "--duration",
         "1s",
         "--dispatch",
-        "pool",
+        dispatch,
     ]);
+    let (stderr, report) = loadtest_with_stderr(&args);
+    let runs = report["runs"].as_array().expect("runs is an array");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["variant"], format!("kwik-{dispatch}"));
+    assert_eq!(run["target"], addr);
+    assert_eq!(run["connections"], 4);
+    assert_eq!(run["errors"], 0, "stderr:\n{stderr}");
+    assert_eq!(run["target_rate"], 200.0);
+    assert!(run["achieved_rate"].as_f64().unwrap() > 0.0);
+    assert!(run["latency_us"]["p50"].as_f64().unwrap() > 0.0);
+    stderr
+}
+
+#[test]
+fn target_drives_a_separate_kwik_serve() {
+    let server = Server::start(&["--insecure-dev-self-signed"]);
+    let stderr = short_target_run(&server, &["--insecure"], "pool");
     assert!(
         stderr.contains("--insecure") && stderr.contains("NOT verified"),
         "--insecure is loudly labelled:\n{stderr}"
     );
-    let runs = report["runs"].as_array().expect("runs is an array");
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0]["variant"], "kwik-pool");
-    check_target_run(&runs[0], &server);
     assert!(
         server.terminate().success(),
         "kwik serve exits 0 on SIGTERM"
@@ -215,25 +217,9 @@ fn target_verifies_the_server_against_ca() {
     let cert = pem.cert.to_str().unwrap();
     let key = pem.key.to_str().unwrap();
     let server = Server::start(&["--cert", cert, "--key", key]);
-    let addr = server.addr.to_string();
-    let (stderr, report) = loadtest_with_stderr(&[
-        "--target",
-        &addr,
-        "--ca",
-        pem.ca.to_str().unwrap(),
-        "--connections",
-        "4",
-        "--rate",
-        "200",
-        "--duration",
-        "1s",
-        "--dispatch",
-        "inline",
-    ]);
+    let stderr = short_target_run(&server, &["--ca", pem.ca.to_str().unwrap()], "inline");
     assert!(stderr.is_empty(), "verified: no warning:\n{stderr}");
-    let runs = report["runs"].as_array().expect("runs is an array");
-    assert_eq!(runs[0]["variant"], "kwik-inline");
-    check_target_run(&runs[0], &server);
+    let addr = server.addr.to_string();
 
     // A certificate from another CA is refused: every session fails, the run reports it.
     let other = TestPki::untrusted().unwrap();

@@ -60,10 +60,17 @@ pub(crate) trait Target: Clone + Send + Sync + 'static {
     /// Opens the session's bidirectional stream for the echo workload.
     fn open(session: &Self::Session) -> impl Future<Output = anyhow::Result<Channel>> + Send + '_;
 
+    /// Bytes written on every stream before the first message, to select the server's echo
+    /// service; the server answers them with nothing and echoes what follows. Default: none,
+    /// the server echoes from the first byte.
+    fn service_line(&self) -> &'static [u8] {
+        b""
+    }
+
     /// Closes a session gracefully.
     fn close(session: Self::Session);
 
-    /// Stops the embedded server and the client endpoints.
+    /// Stops the embedded server, if any, and the client endpoints.
     fn shutdown(self) -> impl Future<Output = ()> + Send;
 }
 
@@ -185,9 +192,18 @@ pub(crate) async fn run<T: Target>(
             None => Pacing::Window(Arc::new(Semaphore::new(BULK_WINDOW))),
         };
         let size = workload.size;
+        let service_line = target.service_line();
         running.spawn(async move {
             let outcome = drive::<T>(
-                &session, pacing, size, base, end, deadline, &counters, &latencies,
+                &session,
+                service_line,
+                pacing,
+                size,
+                base,
+                end,
+                deadline,
+                &counters,
+                &latencies,
             )
             .await;
             T::close(session);
@@ -257,10 +273,12 @@ enum Pacing {
     Window(Arc<Semaphore>),
 }
 
-/// One session: opens its stream, sends and receives until the window ends, drains.
+/// One session: opens its stream, selects the echo service with `service_line` (if not
+/// empty), sends and receives until the window ends, drains.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn drive<T: Target>(
     session: &T::Session,
+    service_line: &[u8],
     pacing: Pacing,
     size: usize,
     base: Instant,
@@ -277,7 +295,13 @@ async fn drive<T: Target>(
             return Some(format!("open stream: {err:#}"));
         }
     };
-    let Channel { reader, writer } = channel;
+    let Channel { reader, mut writer } = channel;
+    if !service_line.is_empty()
+        && let Err(err) = writer.write_all(service_line).await
+    {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        return Some(format!("select the echo service: {err}"));
+    }
     let window = match &pacing {
         Pacing::Window(permits) => Some(Arc::clone(permits)),
         Pacing::Open { .. } => None,

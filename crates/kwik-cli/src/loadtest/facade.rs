@@ -1,5 +1,7 @@
 //! The kwik variants: the same echo workload through the `kwik` facade, with the packets of
-//! every session dispatched as `[transport] dispatch` says (pool, inline or spawn).
+//! every session dispatched as `[transport] dispatch` says (pool, inline or spawn), against the
+//! embedded echo listener or, with `--target`, a separate `kwik serve` whose echo service each
+//! stream asks for with the line `ECHO\n` (docs/serve.md).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -19,11 +21,16 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Largest chunk the echo server reads at once.
 const ECHO_CHUNK: usize = 64 * 1024;
 
-/// A kwik runtime with an echo listener on 127.0.0.1, and the trust to dial it.
+/// The line that selects `kwik serve`'s echo service; the echo starts after it.
+const SERVE_ECHO_LINE: &[u8] = b"ECHO\n";
+
+/// A kwik runtime, the server its sessions dial and the trust to dial it: an echo listener of
+/// its own on 127.0.0.1, or a `kwik serve` elsewhere.
 #[derive(Clone)]
 pub(crate) struct KwikTarget {
     runtime: Runtime,
-    listener: Arc<kwik::Listener>,
+    /// The embedded listener; `None` against a remote server.
+    listener: Option<Arc<kwik::Listener>>,
     addr: SocketAddr,
     trust: Arc<Trust>,
 }
@@ -45,12 +52,31 @@ impl KwikTarget {
         tokio::spawn(accept_loop(Arc::clone(&listener)));
         Ok(Self {
             runtime,
-            listener,
+            listener: Some(listener),
             addr,
             trust: Arc::new(Trust::Roots {
                 roots: vec![tls.cert.clone()],
                 server_name: Some(super::tls::SERVER_NAME.to_owned()),
             }),
+        })
+    }
+
+    /// Builds the runtime from `config` with `dispatch`, to dial the `kwik serve` at `addr`
+    /// with `trust`. Nothing is contacted until the first session connects.
+    pub(crate) async fn remote(
+        config: &PerformanceConfig,
+        dispatch: Dispatch,
+        addr: SocketAddr,
+        trust: Trust,
+    ) -> anyhow::Result<Self> {
+        let mut config = config.clone();
+        config.transport.dispatch = dispatch;
+        let runtime = Runtime::from_config(&config).await?;
+        Ok(Self {
+            runtime,
+            listener: None,
+            addr,
+            trust: Arc::new(trust),
         })
     }
 }
@@ -72,12 +98,22 @@ impl Target for KwikTarget {
         })
     }
 
+    fn service_line(&self) -> &'static [u8] {
+        if self.listener.is_some() {
+            b""
+        } else {
+            SERVE_ECHO_LINE
+        }
+    }
+
     fn close(session: Session) {
         session.close(ErrorCode::NO_ERROR, "done");
     }
 
     async fn shutdown(self) {
-        self.listener.close(ErrorCode::NO_ERROR, "done");
+        if let Some(listener) = &self.listener {
+            listener.close(ErrorCode::NO_ERROR, "done");
+        }
         self.runtime.shutdown(DRAIN).await;
     }
 }

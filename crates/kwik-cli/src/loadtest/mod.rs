@@ -1,19 +1,24 @@
 //! `kwik loadtest`: the seed's load scenario (many sessions, an aggregate message rate, an echo
 //! server) measured on kwik and, side by side, on raw quinn.
 //!
-//! The server is embedded: it runs in the same process, on 127.0.0.1, on an ephemeral port.
+//! The server is embedded by default: it runs in the same process, on 127.0.0.1, on an
+//! ephemeral port. With `--target ADDR` there is no embedded server: the kwik variants dial a
+//! separate `kwik serve` and ask each stream for its echo service; CPU and memory are then the
+//! client's alone.
 //! When several variants are asked for, each runs in a child process of its own (the same
 //! binary, re-executed), so that one variant's memory and CPU never count against the next;
 //! the parent only prints the table and writes `--json`.
 
 use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ::kwik::Trust;
 use ::kwik::config::{Dispatch, PerformanceConfig};
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod driver;
@@ -40,6 +45,7 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Arguments of `kwik loadtest`.
 #[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("trust").args(["ca", "insecure"])))]
 pub(crate) struct LoadtestArgs {
     /// Sessions to open, each with one bidirectional stream.
     #[arg(long, default_value_t = 1000,
@@ -62,9 +68,25 @@ pub(crate) struct LoadtestArgs {
     /// kwik dispatch to measure; default: `[transport] dispatch` of the configuration.
     #[arg(long, value_enum)]
     dispatch: Option<DispatchArg>,
-    /// Also run the same workload on a baseline, in the same run.
+    /// Also run the same workload on a baseline, in the same run (not with --target).
     #[arg(long, value_enum)]
     baseline: Option<Baseline>,
+    /// Drive the `kwik serve` at ADDR (host:port) instead of an embedded server: each stream
+    /// starts with `ECHO\n` to select its echo service. Needs --ca or --insecure; the server
+    /// must use the same `[transport]` (pass it the same --config). CPU and RSS are then this
+    /// process's, the client's, only.
+    #[arg(long, value_name = "ADDR", value_parser = parse_target, requires = "trust")]
+    target: Option<SocketAddr>,
+    /// With --target: trust this certificate or CA (PEM) when verifying the server.
+    #[arg(long, value_name = "PEM", requires = "target")]
+    ca: Option<PathBuf>,
+    /// DEVELOPMENT ONLY, with --target: accept any server certificate, unverified (for
+    /// `kwik serve --insecure-dev-self-signed`). Never use it against a server you do not run.
+    #[arg(long, requires = "target")]
+    insecure: bool,
+    /// With --ca: the name verified against the server's certificate.
+    #[arg(long, value_name = "NAME", default_value = tls::SERVER_NAME, requires = "ca")]
+    server_name: String,
     /// performance.toml to use (KWIK_* environment overrides apply); default: the defaults.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -97,6 +119,38 @@ enum DispatchArg {
 enum Baseline {
     /// The same workload on raw quinn.
     Quic,
+}
+
+/// Where the echo server runs.
+#[derive(Debug, Clone)]
+enum Server {
+    /// In this process, on 127.0.0.1 (the default).
+    Embedded,
+    /// A separate `kwik serve` at `addr`, dialed with `trust` (`--target`).
+    Remote { addr: SocketAddr, trust: Trust },
+}
+
+impl Server {
+    /// What the report calls it: `embedded` or the target address.
+    fn label(&self) -> String {
+        match self {
+            Self::Embedded => "embedded".to_owned(),
+            Self::Remote { addr, .. } => addr.to_string(),
+        }
+    }
+}
+
+/// Why raw quinn cannot be measured against a remote server.
+const BASELINE_NEEDS_EMBEDDED: &str = "--baseline quic cannot be used with --target: raw quinn \
+     does not speak KWIK, so it cannot talk to `kwik serve`; run the baseline without --target \
+     (embedded servers on 127.0.0.1)";
+
+/// Resolves `--target` (`127.0.0.1:4433`, `localhost:4433`) to its first address.
+fn parse_target(text: &str) -> Result<SocketAddr, String> {
+    text.to_socket_addrs()
+        .map_err(|err| format!("cannot resolve {text}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
 /// One column of the report.
@@ -143,29 +197,60 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     config.metrics.listen.set_port(0);
     config.profiling.listen.set_port(0);
     config.profiling.pprof_port = None;
+    let server = server(&args)?;
 
     if let Some(name) = &args.only {
         let variant =
             Variant::from_name(name).with_context(|| format!("unknown variant {name}"))?;
-        let measured = run_in_process(variant, &args, &config)?;
+        let measured = run_in_process(variant, &args, &config, &server)?;
         if args.child {
             println!("{}", serde_json::to_string(&measured)?);
         } else {
-            finish(&args, &[measured])?;
+            finish(&args, &server, &[measured])?;
         }
         return Ok(());
     }
 
     let variants = variants(&args, &config);
     let runs = if let [variant] = variants[..] {
-        vec![run_in_process(variant, &args, &config)?]
+        vec![run_in_process(variant, &args, &config, &server)?]
     } else {
         variants
             .iter()
             .map(|&variant| run_in_child(variant))
             .collect::<anyhow::Result<_>>()?
     };
-    finish(&args, &runs)
+    finish(&args, &server, &runs)
+}
+
+/// The server `args` ask for; with `--target`, loads `--ca` or warns about `--insecure`.
+fn server(args: &LoadtestArgs) -> anyhow::Result<Server> {
+    let Some(addr) = args.target else {
+        return Ok(Server::Embedded);
+    };
+    let quic_only = args.only.as_deref() == Some(Variant::Quic.name());
+    if args.baseline == Some(Baseline::Quic) || quic_only {
+        bail!(BASELINE_NEEDS_EMBEDDED);
+    }
+    let trust = match &args.ca {
+        Some(path) => Trust::Roots {
+            roots: tls::load_ca(path)?,
+            server_name: Some(args.server_name.clone()),
+        },
+        None if args.insecure => {
+            // Once per run: the children of a multi-variant run inherit the flag silently.
+            if !args.child {
+                eprintln!(
+                    "warning: --insecure: the certificate of {addr} is NOT verified \
+                     (development only; use --ca PEM for anything else)"
+                );
+            }
+            Trust::InsecureDevSkipVerification
+        }
+        // clap requires one of --ca and --insecure with --target.
+        None => bail!("--target needs --ca PEM or --insecure"),
+    };
+    Ok(Server::Remote { addr, trust })
 }
 
 /// The variants asked for, baseline first.
@@ -186,7 +271,7 @@ fn variants(args: &LoadtestArgs, config: &PerformanceConfig) -> Vec<Variant> {
 }
 
 /// Prints the table (and the first error of each variant that had one), writes `--json`.
-fn finish(args: &LoadtestArgs, runs: &[Measured]) -> anyhow::Result<()> {
+fn finish(args: &LoadtestArgs, server: &Server, runs: &[Measured]) -> anyhow::Result<()> {
     let shape = match args.mode {
         Mode::Echo => format!(
             "echo, {} msg/s, {} B messages, {}",
@@ -201,7 +286,14 @@ fn finish(args: &LoadtestArgs, runs: &[Measured]) -> anyhow::Result<()> {
         ),
         Mode::Connect => "connect".to_owned(),
     };
-    println!("kwik loadtest: {} sessions, {shape}", args.connections);
+    let against = match server {
+        Server::Embedded => String::new(),
+        Server::Remote { addr, .. } => format!(" against {addr}"),
+    };
+    println!(
+        "kwik loadtest: {} sessions{against}, {shape}",
+        args.connections
+    );
     print!("{}", report::table(runs));
     for run in runs {
         if let Some(err) = &run.first_error {
@@ -210,7 +302,10 @@ fn finish(args: &LoadtestArgs, runs: &[Measured]) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.json {
         let document = JsonReport {
-            runs: runs.iter().map(JsonRun::from).collect(),
+            runs: runs
+                .iter()
+                .map(|run| JsonRun::new(run, server.label()))
+                .collect(),
         };
         let text = serde_json::to_string_pretty(&document)?;
         std::fs::write(path, text + "\n")
@@ -242,6 +337,7 @@ fn run_in_process(
     variant: Variant,
     args: &LoadtestArgs,
     config: &PerformanceConfig,
+    server: &Server,
 ) -> anyhow::Result<Measured> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -259,16 +355,23 @@ fn run_in_process(
     let progress = progress_bar(args.duration);
     let measured = runtime.block_on(async {
         let peak = probe::PeakTracker::start();
-        let tls = tls::DevTls::generate()?;
-        match variant {
-            Variant::Quic => {
+        match (variant, server) {
+            (Variant::Quic, Server::Embedded) => {
+                let tls = tls::DevTls::generate()?;
                 let target = quic::QuicTarget::start(config, &tls)?;
                 driver::run(variant.name(), target, workload, peak, &progress).await
             }
-            Variant::Kwik(dispatch) => {
+            (Variant::Kwik(dispatch), Server::Embedded) => {
+                let tls = tls::DevTls::generate()?;
                 let target = facade::KwikTarget::start(config, dispatch, &tls).await?;
                 driver::run(variant.name(), target, workload, peak, &progress).await
             }
+            (Variant::Kwik(dispatch), Server::Remote { addr, trust }) => {
+                let target =
+                    facade::KwikTarget::remote(config, dispatch, *addr, trust.clone()).await?;
+                driver::run(variant.name(), target, workload, peak, &progress).await
+            }
+            (Variant::Quic, Server::Remote { .. }) => bail!(BASELINE_NEEDS_EMBEDDED),
         }
     });
     progress.finish_and_clear();

@@ -83,6 +83,8 @@ pub(crate) struct JsonReport {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct JsonRun {
     pub(crate) variant: String,
+    /// The server driven: `embedded`, or the `--target` address.
+    pub(crate) target: String,
     pub(crate) connections: usize,
     pub(crate) target_rate: f64,
     pub(crate) achieved_rate: f64,
@@ -94,10 +96,12 @@ pub(crate) struct JsonRun {
     pub(crate) setup_seconds: f64,
 }
 
-impl From<&Measured> for JsonRun {
-    fn from(m: &Measured) -> Self {
+impl JsonRun {
+    /// The documented figures of `m`, a run against `target`.
+    pub(crate) fn new(m: &Measured, target: String) -> Self {
         Self {
             variant: m.variant.clone(),
+            target,
             connections: m.connections,
             target_rate: m.target_rate,
             achieved_rate: m.achieved_rate,
@@ -229,7 +233,8 @@ mod tests {
 
     #[test]
     fn json_run_has_exactly_the_documented_keys() {
-        let value = serde_json::to_value(JsonRun::from(&sample("quic"))).unwrap();
+        let value =
+            serde_json::to_value(JsonRun::new(&sample("quic"), "embedded".to_owned())).unwrap();
         let mut keys: Vec<&str> = value
             .as_object()
             .unwrap()
@@ -247,11 +252,13 @@ mod tests {
                 "latency_us",
                 "rss_peak_bytes",
                 "setup_seconds",
+                "target",
                 "target_rate",
                 "tasks_peak",
                 "variant"
             ]
         );
+        assert_eq!(value["target"], "embedded");
         let latency: Vec<&str> = value["latency_us"]
             .as_object()
             .unwrap()

@@ -58,8 +58,10 @@ impl fmt::Debug for PacketJob {
     }
 }
 
-/// Runs packet jobs. `key` is the path id: an executor that keeps jobs of one key in order
-/// gives the receiver the in-order processing a QUIC stream already provides.
+/// Runs packet jobs. `key` identifies the path the packet came on, and is unique in the process
+/// for the path's whole life (unlike the path id, which restarts at 0 in every session): an
+/// executor that keeps jobs of one key in order gives the receiver the in-order processing a
+/// QUIC stream already provides, and can spread keys over its workers as they are.
 ///
 /// The protocol state is offset-keyed and credit is monotonic, so an unordered executor
 /// ([`SpawnExecutor`]) is still correct for stream data; see docs/protocol.md, "Executors".

@@ -60,6 +60,9 @@ struct PingState {
 /// One path of a session.
 pub(crate) struct PathShared {
     id: u64,
+    /// The path's executor key: unique in the process for the path's whole life (path ids
+    /// restart at 0 in every session).
+    executor_key: u64,
     remote: SocketAddr,
     pub(crate) conn: quinn::Connection,
     outbox: Mutex<Outbox>,
@@ -72,10 +75,18 @@ pub(crate) struct PathShared {
     rtt_nanos: AtomicU64,
 }
 
+/// Executor keys handed out so far; a `u64` never wraps in practice.
+static EXECUTOR_KEYS: AtomicU64 = AtomicU64::new(0);
+
+fn next_executor_key() -> u64 {
+    EXECUTOR_KEYS.fetch_add(1, Relaxed)
+}
+
 impl PathShared {
     pub(crate) fn new(id: u64, conn: quinn::Connection, primary: bool) -> Self {
         Self {
             id,
+            executor_key: next_executor_key(),
             remote: conn.remote_address(),
             conn,
             outbox: Mutex::default(),
@@ -439,7 +450,7 @@ pub(crate) async fn run_reader(
                 session: session.clone(),
                 path: path.clone(),
             };
-            if executor.submit(path.id, job).await.is_err() {
+            if executor.submit(path.executor_key, job).await.is_err() {
                 break 'read Err(CloseReason::Local {
                     code: ErrorCode::INTERNAL,
                     reason: "executor closed".into(),

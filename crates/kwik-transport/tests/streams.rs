@@ -420,3 +420,41 @@ both_executors!(closing_the_listener_ends_its_sessions, |exec| async move {
     bounded(pair.server.closed()).await;
     bounded(pair.listener.closed()).await;
 });
+
+/// Records the key of every packet the client's paths submit, then runs it inline.
+#[derive(Default)]
+struct KeyRecorder {
+    keys: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl kwik_transport::Executor for KeyRecorder {
+    fn submit(&self, key: u64, job: kwik_transport::PacketJob) -> kwik_transport::Submit<'_> {
+        self.keys.lock().unwrap().insert(key);
+        kwik_transport::InlineExecutor.submit(key, job)
+    }
+}
+
+/// Every session's first path has id 0, yet executor keys must tell paths apart, so that a
+/// sharded executor spreads the sessions instead of putting them all on one shard.
+#[tokio::test]
+async fn executor_keys_are_unique_across_sessions() {
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let recorder = std::sync::Arc::new(KeyRecorder::default());
+        let executor: std::sync::Arc<dyn kwik_transport::Executor> = recorder.clone();
+        let pair = Pair::with(Exec::Inline, |s| s, |c| c.executor(executor)).await;
+        let echo = spawn_echo(&pair);
+        let mut stream = bounded(pair.client.open_stream()).await.unwrap();
+        assert_eq!(echo_once(&mut stream, b"ping").await, b"ping");
+        assert_eq!(pair.client.paths()[0].id, 0);
+        pair.shutdown().await;
+        echo.await.unwrap();
+        let seen = recorder.keys.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "one path, one key: {seen:?}");
+        keys.extend(seen);
+    }
+    assert_ne!(
+        keys[0], keys[1],
+        "two sessions' path 0 shared an executor key"
+    );
+}

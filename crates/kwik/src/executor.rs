@@ -1,19 +1,13 @@
 //! The worker pool behind the transport's executor seam.
 
-use std::hash::{Hash, Hasher};
-
 use kwik_pool::{SubmitError, WorkerPool};
 use kwik_transport::{Executor, ExecutorClosed, PacketJob, Submit};
 
 /// Runs received packets on a [`WorkerPool`], one shard per path: the packets of a path are
 /// decoded one after another in arrival order, while paths spread over the workers, and a full
-/// shard makes the path reader wait (back-pressure through QUIC flow control to the peer).
-///
-/// The transport keys a packet by its path id, which is only unique within a session: every
-/// session's first path is path 0. The pool key therefore also carries the identity of the
-/// path reader task that submits (one task per path for the path's whole life), so that the
-/// paths of different sessions spread over the shards instead of all landing on shard 0.
-/// Order per path is unaffected: a path's key never changes.
+/// shard makes the path reader wait (back-pressure through QUIC flow control to the peer). The
+/// pool key is the transport's executor key, unique per path in the process, so the paths of
+/// all sessions spread over the shards.
 ///
 /// Under `overflow = "reject"` a packet that meets a full shard is not dropped (a lost packet
 /// would corrupt the stream): the path fails with "executor closed" instead.
@@ -34,25 +28,13 @@ impl PoolExecutor {
     }
 }
 
-/// The pool key of a packet of path `path_id`: the path id mixed with the submitting task's id.
-fn pool_key(path_id: u64) -> u64 {
-    let Some(task) = tokio::task::try_id() else {
-        return path_id;
-    };
-    let mut hasher = std::hash::DefaultHasher::new();
-    task.hash(&mut hasher);
-    path_id.hash(&mut hasher);
-    hasher.finish()
-}
-
 impl PoolExecutor {
-    /// Runs `work` on the shard of `path_id` (mixed with the submitting task): what
-    /// [`Executor::submit`] does with a packet, open to any closure so tests can watch the order.
-    fn submit_work<F>(&self, path_id: u64, work: F) -> Submit<'_>
+    /// Runs `work` on the shard of `key`: what [`Executor::submit`] does with a packet, open to
+    /// any closure so tests can watch the order.
+    fn submit_work<F>(&self, key: u64, work: F) -> Submit<'_>
     where
         F: FnOnce() + Send + 'static,
     {
-        let key = pool_key(path_id);
         // The common case: room in the shard, no allocation for the submission future.
         match self.pool.try_execute(key, async move { work() }) {
             Ok(()) => Submit::ready(Ok(())),
@@ -80,9 +62,9 @@ mod tests {
 
     use super::*;
 
-    /// Path readers of many sessions all submit under path id 0, through tiny queues (every
-    /// submission past the first meets a full shard): each reader's jobs must run in its order,
-    /// and the readers must spread over more than one shard.
+    /// Path readers each submit under their own key, through tiny queues (every submission past
+    /// the first meets a full shard): each reader's jobs must run in its order, and the readers
+    /// must spread over more than one shard.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn per_path_order_under_load_and_sessions_spread() {
         const READERS: usize = 16;
@@ -99,11 +81,12 @@ mod tests {
             let executor = Arc::clone(&executor);
             let log = Arc::clone(&log);
             readers.spawn(async move {
-                let shard = executor.pool().shard_for(pool_key(0));
+                let key = reader as u64;
+                let shard = executor.pool().shard_for(key);
                 for seq in 0..PACKETS {
                     let log = Arc::clone(&log);
                     executor
-                        .submit_work(0, move || log.lock().unwrap()[reader].push(seq))
+                        .submit_work(key, move || log.lock().unwrap()[reader].push(seq))
                         .await
                         .unwrap();
                 }
@@ -119,7 +102,7 @@ mod tests {
         for (reader, seen) in log.iter().enumerate() {
             assert_eq!(*seen, (0..PACKETS).collect::<Vec<_>>(), "reader {reader}");
         }
-        assert!(shards.len() > 1, "all sessions' path 0 landed on one shard");
+        assert!(shards.len() > 1, "every path landed on one shard");
     }
 
     #[tokio::test]

@@ -17,8 +17,13 @@ use crate::session::{Session, SessionInner};
 /// The path id of the path a client dials (the primary until it fails).
 const PRIMARY_PATH_ID: u64 = 0;
 
+/// The `path_id` of a server's HELLO: the server speaks before it knows the client's choice,
+/// so the field carries 0 and the client ignores it (docs/protocol.md §3).
+const SERVER_HELLO_PATH_ID: u64 = 0;
+
 /// Dials a KWIK server at `addr`: QUIC handshake (TLS verified unless the config opts out),
-/// then the HELLO exchange, all within `handshake_timeout`.
+/// the server's HELLO (which arrives with the handshake), then ours, all within
+/// `handshake_timeout`.
 pub async fn dial(addr: SocketAddr, config: &ClientConfig) -> Result<Session, ConnectError> {
     let settings = &config.settings;
     let endpoint = config.endpoint_for(addr).map_err(ConnectError::Bind)?;
@@ -128,8 +133,23 @@ async fn server_handshake(
     incoming: quinn::Incoming,
     settings: &Settings,
 ) -> Result<Handshaken, HandshakeError> {
-    let conn = incoming.accept()?.await?;
-    let (mut send, mut recv) = conn.accept_bi().await?;
+    // The server speaks first: it opens the path stream and sends its HELLO as 0.5-RTT data,
+    // in the same flight as its TLS handshake messages, so the client has it when its own
+    // handshake completes and a dial costs no round trip beyond QUIC's. Nothing in it is
+    // secret, and nothing the client sends is read before the handshake is confirmed (quinn
+    // does not process 1-RTT packets from the client earlier).
+    let connecting = incoming.accept()?;
+    let conn = match connecting.into_0rtt() {
+        Ok((conn, _accepted)) => conn,
+        // Not reachable on a server (0.5-RTT is always possible), but waiting is correct too.
+        Err(connecting) => connecting.await?,
+    };
+    let (mut send, mut recv) = conn.open_bi().await?;
+    path::write_hello(
+        &mut send,
+        SessionInner::hello(settings, SERVER_HELLO_PATH_ID),
+    )
+    .await?;
     let hello = match path::read_hello(&mut recv, settings.max_packet_size).await {
         Ok(hello) => hello,
         Err(HandshakeError::Protocol(e)) => {
@@ -138,7 +158,6 @@ async fn server_handshake(
         }
         Err(e) => return Err(e),
     };
-    path::write_hello(&mut send, SessionInner::hello(settings, hello.path_id)).await?;
     Ok((conn, send, recv, hello))
 }
 

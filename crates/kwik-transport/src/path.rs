@@ -253,8 +253,9 @@ pub(crate) async fn write_hello(
     send.write_all(&out).await
 }
 
-/// The client side of a path handshake: QUIC, then HELLO{path_id} out and the server's HELLO
-/// back. The caller bounds it with `handshake_timeout`.
+/// The client side of a path handshake: QUIC, then the server's HELLO on the path stream the
+/// server opened (sent as 0.5-RTT data, so it is usually there when the handshake completes),
+/// then our HELLO{path_id}. The caller bounds it with `handshake_timeout`.
 pub(crate) async fn client_handshake(
     connecting: quinn::Connecting,
     settings: &crate::config::Settings,
@@ -269,9 +270,16 @@ pub(crate) async fn client_handshake(
     HandshakeError,
 > {
     let conn = connecting.await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let hello = match read_hello(&mut recv, settings.max_packet_size).await {
+        Ok(hello) => hello,
+        Err(HandshakeError::Protocol(e)) => {
+            conn.close(varint(e.code.0), e.reason.as_bytes());
+            return Err(HandshakeError::Protocol(e));
+        }
+        Err(e) => return Err(e),
+    };
     write_hello(&mut send, SessionInner::hello(settings, path_id)).await?;
-    let hello = read_hello(&mut recv, settings.max_packet_size).await?;
     Ok((conn, send, recv, hello))
 }
 

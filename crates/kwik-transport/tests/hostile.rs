@@ -67,9 +67,10 @@ async fn attack(pair: &Pair, bad: Bytes) -> (Option<u64>, u64) {
         .unwrap()
         .await
         .unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // The server opens the path stream and speaks first: its HELLO, then, after the bad input,
+    // its CLOSE.
+    let (mut send, mut recv) = conn.accept_bi().await.unwrap();
     send.write_all(&hello()).await.unwrap();
-    // The server's HELLO comes first; then, after the bad input, its CLOSE.
     let reader = tokio::spawn(async move {
         let mut seen = Vec::new();
         let _ = AsyncReadExt::read_to_end(&mut recv, &mut seen).await;
@@ -242,7 +243,7 @@ both_executors!(missing_hello_fails_the_handshake, |exec| async move {
         .unwrap()
         .await
         .unwrap();
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let (mut send, _recv) = conn.accept_bi().await.unwrap();
     send.write_all(&packet(&[Frame::Ping { nonce: 1 }]))
         .await
         .unwrap();

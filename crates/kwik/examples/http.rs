@@ -406,7 +406,8 @@ async fn client(
         print_exchange(&exchange);
         exchanges.push(exchange);
     }
-    stream.shutdown().await?;
+    // The last request said `Connection: close`: the server finished the stream (and stopped
+    // reading it), so there is nothing left to send; dropping it is the end.
     drop(stream);
     session.close(ErrorCode::NO_ERROR, "http example done");
     session.closed().await;

@@ -29,6 +29,9 @@ use tokio::task::JoinSet;
 /// The environment override that keeps the process-wide runtime from binding the metrics port.
 const METRICS_ENV: &str = "KWIK_METRICS_ENABLED";
 
+/// How long [`until_closed`] waits for the background shutdown of the process-wide runtime.
+const CLOSE_BOUND: Duration = Duration::from_secs(10);
+
 /// Sessions opened concurrently on the process-wide runtime, and its end.
 #[derive(Debug, Clone, Parser)]
 struct Options {
@@ -199,16 +202,16 @@ async fn echo_once(session: &Session, i: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Yields until `pool` is closed: the last lease's drop shuts it down on a spawned task. A
-/// bounded number of yields, no sleeping.
+/// Waits until `pool` is closed: the last lease's drop shuts it down on a task it spawns, so
+/// this polls, at most [`CLOSE_BOUND`] (an upper bound that only a bug reaches, not a timing).
 async fn until_closed(pool: &kwik::pool::WorkerPool) -> bool {
-    for _ in 0..100_000 {
-        if pool.is_closed() {
-            return true;
+    tokio::time::timeout(CLOSE_BOUND, async {
+        while !pool.is_closed() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        tokio::task::yield_now().await;
-    }
-    false
+    })
+    .await
+    .is_ok()
 }
 
 fn print_summary(summary: &Summary) {

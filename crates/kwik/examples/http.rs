@@ -450,7 +450,7 @@ async fn read_response(
 
 fn print_exchange(exchange: &Exchange) {
     println!(
-        "{:<4} {:<12} -> {} {:<24} {:>6}  x-kwik-cache: {:<4}  {}",
+        "{:<4} {:<12} -> {} {:<26} {:>8}  x-kwik-cache: {:<4}  {}",
         exchange.method,
         exchange.path,
         exchange.status,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use kwik::config::PerformanceConfig;
 use kwik::transport::{ErrorCode, Stream};
 use kwik::{Identity, Listener, Runtime, Session, Trust};
@@ -89,6 +89,7 @@ impl NetArgs {
             .with_context(|| format!("reading {}", cert.display()))?
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("parsing {}", cert.display()))?;
+        ensure!(!chain.is_empty(), "no certificate in {}", cert.display());
         let key = PrivateKeyDer::from_pem_file(key)
             .with_context(|| format!("reading {}", key.display()))?;
         Ok(Identity::certificate(chain, key))
@@ -101,6 +102,7 @@ impl NetArgs {
                 .with_context(|| format!("reading {}", ca.display()))?
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("parsing {}", ca.display()))?;
+            ensure!(!roots.is_empty(), "no certificate in {}", ca.display());
             return Ok(Trust::Roots {
                 roots,
                 server_name: self.server_name.clone(),

@@ -20,7 +20,6 @@ use clap::Parser;
 use common::{LocalTls, Mode, NetArgs, Server};
 use kwik::transport::{CloseReason, ErrorCode};
 use kwik::{Identity, Runtime, Trust};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// The reason the client gives when it closes.
@@ -69,10 +68,12 @@ async fn main() -> anyhow::Result<()> {
     match options.net.mode() {
         Mode::Server(addr) => serve_until_ctrl_c(addr, &options.net.identity()?).await?,
         Mode::Client(addr) => {
-            let runtime = common::runtime().await?;
-            let phases = client(&runtime, addr, &options.net.trust()?, &options.message).await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
-            print_client(&phases?);
+            let trust = options.net.trust()?;
+            let phases = common::connect(addr, &trust, async |runtime, addr, trust| {
+                client(runtime, addr, trust, &options.message).await
+            })
+            .await?;
+            print_client(&phases);
         }
         Mode::InProcess => {
             let summary = run(&options).await?;
@@ -135,14 +136,8 @@ fn start_server(
     Ok(Server::start(listener, move |session| {
         let reasons = reasons.clone();
         async move {
-            common::serve_streams(session.clone(), |_, mut stream| async move {
-                let Some(line) = common::read_line(&mut stream).await? else {
-                    return Ok(());
-                };
-                ensure!(line == "ECHO", "unknown service {line:?}");
-                common::echo(stream).await
-            })
-            .await?;
+            common::serve_streams(session.clone(), |_, stream| common::echo_service(stream))
+                .await?;
             // Nobody may be listening any more (a server in its own process): fine.
             let _ = reasons.send(session.closed().await);
             Ok(())
@@ -162,7 +157,7 @@ async fn serve_until_ctrl_c(addr: SocketAddr, identity: &Identity) -> anyhow::Re
             println!("session closed(): {reason}");
         }
     });
-    common::ctrl_c().await?;
+    tokio::signal::ctrl_c().await?;
     let start = Instant::now();
     server.stop().await;
     println!("listener close: {}", common::ms(start.elapsed()));
@@ -183,18 +178,8 @@ async fn client(
     let dial = start.elapsed();
 
     let start = Instant::now();
-    let mut stream = session.open_stream().await?;
-    stream.write_all(b"ECHO\n").await?;
-    stream.write_all(message.as_bytes()).await?;
-    stream.shutdown().await?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).await?;
+    let reply = common::echo_request(&session, message.as_bytes()).await?;
     let request = start.elapsed();
-    ensure!(
-        reply == message.as_bytes(),
-        "the echo differs from the request"
-    );
-    drop(stream);
 
     let start = Instant::now();
     session.close(ErrorCode::NO_ERROR, CLIENT_REASON);

@@ -102,31 +102,27 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     match options.net.mode() {
         Mode::Server(addr) => {
-            let runtime = common::runtime().await?;
-            let server = start_server(
-                &runtime,
-                addr,
-                &options.net.identity()?,
-                Arc::new(Files::new(&options)),
-            )?;
-            let role = match options.secondary {
-                Some(secondary) => format!("primary, secondary {secondary}"),
-                None => "no secondary".to_owned(),
+            let files = Arc::new(Files::new(
+                &options.root,
+                options.chunk_kib,
+                options.secondary,
+            ));
+            let what = match options.secondary {
+                Some(secondary) => format!("primary file server (secondary {secondary})"),
+                None => "file server".to_owned(),
             };
-            println!(
-                "file server listening on {} ({role}), root {}",
-                server.local_addr(),
-                options.root.display()
-            );
-            common::ctrl_c().await?;
-            server.stop().await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
+            let identity = options.net.identity()?;
+            common::serve_until_ctrl_c(&what, addr, &identity, |runtime, addr, identity| {
+                start_server(runtime, addr, identity, files)
+            })
+            .await?;
         }
         Mode::Client(addr) => {
-            let runtime = common::runtime().await?;
-            let download = download(&runtime, addr, &options.net.trust()?, &options.file).await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
-            let download = download?;
+            let trust = options.net.trust()?;
+            let download = common::connect(addr, &trust, async |runtime, addr, trust| {
+                download(runtime, addr, trust, &options.file).await
+            })
+            .await?;
             print_download(&download);
             if let Some(path) = &options.verify {
                 let expected = sha256_of(path).await?;
@@ -173,22 +169,18 @@ async fn run(options: &Options) -> anyhow::Result<Summary> {
     let runtime = common::runtime().await?;
     let tls = LocalTls::generate()?;
     let localhost: SocketAddr = "127.0.0.1:0".parse()?;
-    let secondary_files = Arc::new(Files {
-        root: dir.path().to_owned(),
-        chunk: options.chunk_kib * 1024,
-        secondary: None,
-        written: AtomicU64::new(0),
-    });
+    let secondary_files = Arc::new(Files::new(dir.path(), options.chunk_kib, None));
     let secondary = start_server(
         &runtime,
         localhost,
         &tls.identity,
         Arc::clone(&secondary_files),
     )?;
-    let primary_files = Arc::new(Files {
-        secondary: Some(secondary.local_addr()),
-        ..Files::clone_settings(&secondary_files)
-    });
+    let primary_files = Arc::new(Files::new(
+        dir.path(),
+        options.chunk_kib,
+        Some(secondary.local_addr()),
+    ));
     let primary = start_server(
         &runtime,
         localhost,
@@ -228,20 +220,11 @@ struct Files {
 }
 
 impl Files {
-    fn new(options: &Options) -> Self {
+    fn new(root: &Path, chunk_kib: u64, secondary: Option<SocketAddr>) -> Self {
         Self {
-            root: options.root.clone(),
-            chunk: options.chunk_kib * 1024,
-            secondary: options.secondary,
-            written: AtomicU64::new(0),
-        }
-    }
-
-    fn clone_settings(other: &Self) -> Self {
-        Self {
-            root: other.root.clone(),
-            chunk: other.chunk,
-            secondary: other.secondary,
+            root: root.to_owned(),
+            chunk: chunk_kib * 1024,
+            secondary,
             written: AtomicU64::new(0),
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use clap::Parser;
-use common::{LocalTls, Mode, NetArgs, Server};
+use common::{Mode, NetArgs, Server};
 use kwik::transport::{ErrorCode, Stream};
 use kwik::{Identity, Runtime, Trust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,18 +67,15 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     match options.net.mode() {
         Mode::Server(addr) => {
-            let runtime = common::runtime().await?;
-            let server = start_server(&runtime, addr, &options.net.identity()?)?;
-            println!("HTTP over KWIK on {}", server.local_addr());
-            common::ctrl_c().await?;
-            server.stop().await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
+            let identity = options.net.identity()?;
+            common::serve_until_ctrl_c("HTTP over KWIK", addr, &identity, start_server).await?;
         }
         Mode::Client(addr) => {
-            let runtime = common::runtime().await?;
-            let exchanges = client(&runtime, addr, &options.net.trust()?, &options).await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
-            exchanges?;
+            let trust = options.net.trust()?;
+            common::connect(addr, &trust, async |runtime, addr, trust| {
+                client(runtime, addr, trust, &options).await
+            })
+            .await?;
         }
         Mode::InProcess => {
             run(&options).await?;
@@ -89,14 +86,12 @@ async fn main() -> anyhow::Result<()> {
 
 /// Client and server in one process, on an ephemeral port; everything stopped on return.
 async fn run(options: &Options) -> anyhow::Result<Vec<Exchange>> {
-    let runtime = common::runtime().await?;
-    let tls = LocalTls::generate()?;
-    let server = start_server(&runtime, "127.0.0.1:0".parse()?, &tls.identity)?;
-    println!("HTTP over KWIK on {}", server.local_addr());
-    let exchanges = client(&runtime, server.local_addr(), &tls.trust, options).await;
-    server.stop().await;
-    runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
-    exchanges
+    common::in_process(
+        "HTTP over KWIK",
+        start_server,
+        async |runtime, addr, trust| client(runtime, addr, trust, options).await,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use clap::Parser;
-use common::{LocalTls, Mode, NetArgs, Server};
+use common::{Mode, NetArgs, Server};
 use hdrhistogram::Histogram;
 use kwik::transport::ErrorCode;
 use kwik::{Runtime, Trust};
@@ -57,18 +57,16 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     match options.net.mode() {
         Mode::Server(addr) => {
-            let runtime = common::runtime().await?;
-            let server = start_server(&runtime, addr, &options.net.identity()?)?;
-            println!("echo server listening on {}", server.local_addr());
-            common::ctrl_c().await?;
-            server.stop().await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
+            let identity = options.net.identity()?;
+            common::serve_until_ctrl_c("echo server", addr, &identity, start_server).await?;
         }
         Mode::Client(addr) => {
-            let runtime = common::runtime().await?;
-            let summary = client(&runtime, addr, &options.net.trust()?, &options).await;
-            runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
-            print_summary(&summary?);
+            let trust = options.net.trust()?;
+            let summary = common::connect(addr, &trust, async |runtime, addr, trust| {
+                client(runtime, addr, trust, &options).await
+            })
+            .await?;
+            print_summary(&summary);
         }
         Mode::InProcess => {
             print_summary(&run(&options).await?);
@@ -79,14 +77,10 @@ async fn main() -> anyhow::Result<()> {
 
 /// Client and echo server in one process, on an ephemeral port; everything stopped on return.
 async fn run(options: &Options) -> anyhow::Result<Summary> {
-    let runtime = common::runtime().await?;
-    let tls = LocalTls::generate()?;
-    let server = start_server(&runtime, "127.0.0.1:0".parse()?, &tls.identity)?;
-    println!("echo server listening on {}", server.local_addr());
-    let summary = client(&runtime, server.local_addr(), &tls.trust, options).await;
-    server.stop().await;
-    runtime.shutdown(common::SHUTDOWN_DEADLINE).await;
-    summary
+    common::in_process("echo server", start_server, async |runtime, addr, trust| {
+        client(runtime, addr, trust, options).await
+    })
+    .await
 }
 
 /// The echo server: every stream that starts with `ECHO\n` gets its bytes back.
@@ -97,13 +91,7 @@ fn start_server(
 ) -> anyhow::Result<Server> {
     let listener = runtime.listen(addr, identity)?;
     Ok(Server::start(listener, |session| {
-        common::serve_streams(session, |_, mut stream| async move {
-            let Some(line) = common::read_line(&mut stream).await? else {
-                return Ok(());
-            };
-            ensure!(line == "ECHO", "unknown service {line:?}");
-            common::echo(stream).await
-        })
+        common::serve_streams(session, |_, stream| common::echo_service(stream))
     }))
 }
 

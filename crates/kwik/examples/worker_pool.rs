@@ -18,12 +18,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, ensure};
+use anyhow::Context as _;
 use clap::Parser;
 use common::{LocalTls, Mode, NetArgs, Server};
 use kwik::transport::ErrorCode;
 use kwik::{Session, Trust};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 /// The environment override that keeps the process-wide runtime from binding the metrics port.
@@ -75,7 +74,7 @@ fn main() -> anyhow::Result<()> {
                 let listener = kwik::listen_addr(addr, &options.net.identity()?).await?;
                 let server = start_server(listener);
                 println!("echo server listening on {}", server.local_addr());
-                common::ctrl_c().await?;
+                tokio::signal::ctrl_c().await?;
                 server.stop().await;
             }
             Mode::Client(addr) => {
@@ -103,13 +102,7 @@ async fn run_in_process(tls: &LocalTls, sessions: usize) -> anyhow::Result<Summa
 
 fn start_server(listener: kwik::Listener) -> Server {
     Server::start(listener, |session| {
-        common::serve_streams(session, |_, mut stream| async move {
-            let Some(line) = common::read_line(&mut stream).await? else {
-                return Ok(());
-            };
-            ensure!(line == "ECHO", "unknown service {line:?}");
-            common::echo(stream).await
-        })
+        common::serve_streams(session, |_, stream| common::echo_service(stream))
     })
 }
 
@@ -147,7 +140,9 @@ async fn run(
     let mut echoes = JoinSet::new();
     for (i, session) in open.iter().enumerate() {
         let session = session.clone();
-        echoes.spawn(async move { echo_once(&session, i).await });
+        echoes.spawn(async move {
+            common::echo_request(&session, format!("session {i}").as_bytes()).await
+        });
     }
     while let Some(echoed) = echoes.join_next().await {
         echoed??;
@@ -187,19 +182,6 @@ async fn run(
         pool_released,
         pool_closed,
     })
-}
-
-/// One echo on a new stream of `session`.
-async fn echo_once(session: &Session, i: usize) -> anyhow::Result<()> {
-    let message = format!("session {i}");
-    let mut stream = session.open_stream().await?;
-    stream.write_all(b"ECHO\n").await?;
-    stream.write_all(message.as_bytes()).await?;
-    stream.shutdown().await?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).await?;
-    ensure!(reply == message.as_bytes(), "session {i}: wrong echo");
-    Ok(())
 }
 
 /// Waits until `pool` is closed: the last lease's drop shuts it down on a task it spawns, so

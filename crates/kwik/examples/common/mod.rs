@@ -276,9 +276,76 @@ pub(crate) async fn echo(mut stream: Stream) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for Ctrl-C (a server run as its own process).
-pub(crate) async fn ctrl_c() -> anyhow::Result<()> {
+/// `kwik serve`'s echo service on one stream: the `ECHO` line, then [`echo`]. A stream with no
+/// line at all is left alone.
+pub(crate) async fn echo_service(mut stream: Stream) -> anyhow::Result<()> {
+    let Some(line) = read_line(&mut stream).await? else {
+        return Ok(());
+    };
+    ensure!(line == "ECHO", "unknown service {line:?}");
+    echo(stream).await
+}
+
+/// One echo request on a new stream of `session`: `ECHO\n`, `message`, FIN; the reply read to
+/// its end, checked and returned.
+pub(crate) async fn echo_request(session: &Session, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut stream = session.open_stream().await?;
+    stream.write_all(b"ECHO\n").await?;
+    stream.write_all(message).await?;
+    stream.shutdown().await?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await?;
+    ensure!(reply == message, "the echo differs from the request");
+    Ok(reply)
+}
+
+/// `--connect`: a runtime for `client` alone, shut down after it whatever it returned.
+pub(crate) async fn connect<T>(
+    addr: SocketAddr,
+    trust: &Trust,
+    client: impl AsyncFnOnce(&Runtime, SocketAddr, &Trust) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = runtime().await?;
+    let result = client(&runtime, addr, trust).await;
+    runtime.shutdown(SHUTDOWN_DEADLINE).await;
+    result
+}
+
+/// The default run: a runtime, the server `start` makes on an ephemeral 127.0.0.1 port with a
+/// [`LocalTls`] certificate, and `client` against it; then the server and the runtime stopped.
+pub(crate) async fn in_process<T>(
+    what: &str,
+    start: impl FnOnce(&Runtime, SocketAddr, &Identity) -> anyhow::Result<Server>,
+    client: impl AsyncFnOnce(&Runtime, SocketAddr, &Trust) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = runtime().await?;
+    let tls = LocalTls::generate()?;
+    let server = start(
+        &runtime,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &tls.identity,
+    )?;
+    println!("{what} listening on {}", server.local_addr());
+    let result = client(&runtime, server.local_addr(), &tls.trust).await;
+    server.stop().await;
+    runtime.shutdown(SHUTDOWN_DEADLINE).await;
+    result
+}
+
+/// `--server`: a runtime, the server `start` makes on `addr`, until Ctrl-C; then the server
+/// and the runtime stopped.
+pub(crate) async fn serve_until_ctrl_c(
+    what: &str,
+    addr: SocketAddr,
+    identity: &Identity,
+    start: impl FnOnce(&Runtime, SocketAddr, &Identity) -> anyhow::Result<Server>,
+) -> anyhow::Result<()> {
+    let runtime = runtime().await?;
+    let server = start(&runtime, addr, identity)?;
+    println!("{what} listening on {} (Ctrl-C stops)", server.local_addr());
     tokio::signal::ctrl_c().await?;
+    server.stop().await;
+    runtime.shutdown(SHUTDOWN_DEADLINE).await;
     Ok(())
 }
 

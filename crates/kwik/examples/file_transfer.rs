@@ -48,7 +48,7 @@ struct Options {
     #[arg(long, default_value_t = 64)]
     size_mib: u64,
     /// Chunk size the range is cut into (even chunks: primary, odd: secondary), KiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     chunk_kib: u64,
     /// Server: the directory files are served from.
     #[arg(long, default_value = ".")]
@@ -289,17 +289,18 @@ async fn serve_stream(
     let words: Vec<&str> = line.split(' ').collect();
     match words.as_slice() {
         ["FILE", name, offset, len] => {
-            let (offset, len) = (offset.parse::<u64>()?, len.parse::<u64>()?);
-            let file_path = files.resolve(name)?;
-            let mut file = tokio::fs::File::open(&file_path).await?;
+            let (Ok(offset), Ok(len)) = (offset.parse::<u64>(), len.parse::<u64>()) else {
+                return refuse(stream, "bad-request", "offset and length are decimal u64").await;
+            };
+            let Ok(file_path) = files.resolve(name) else {
+                return refuse(stream, "bad-path", "not a plain relative path").await;
+            };
+            let Ok(mut file) = tokio::fs::File::open(&file_path).await else {
+                return refuse(stream, "not-found", "no such file").await;
+            };
             let size = file.metadata().await?.len();
-            let end = offset.checked_add(len).context("range overflows")?;
-            if end > size {
-                stream
-                    .write_all(b"ERR out-of-range the range ends past the file\n")
-                    .await?;
-                stream.shutdown().await?;
-                return Ok(());
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return refuse(stream, "out-of-range", "the range ends past the file").await;
             }
             let header = format!("OK {len} {size}\n");
             stream.write_all(header.as_bytes()).await?;
@@ -341,6 +342,15 @@ async fn serve_stream(
     }
     // On the primary this FIN sets the stream's final size; on the secondary it only ends its
     // contribution (docs/protocol.md §12).
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// Answers `ERR <code> <message>` and finishes the stream, as `kwik serve` refuses a request.
+async fn refuse(mut stream: Stream, code: &str, message: &str) -> anyhow::Result<()> {
+    stream
+        .write_all(format!("ERR {code} {message}\n").as_bytes())
+        .await?;
     stream.shutdown().await?;
     Ok(())
 }
@@ -559,5 +569,34 @@ mod tests {
         for path in paths {
             assert!(path.bytes_received > 1 << 20, "{path:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_requests_are_refused_as_kwik_serve_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(Files::new(dir.path(), 64, None));
+        let start = |runtime: &Runtime, addr, identity: &Identity| {
+            start_server(runtime, addr, identity, files)
+        };
+        let refusals = common::in_process("file server", start, async |runtime, addr, trust| {
+            let session = runtime.dial(addr, trust).await?;
+            let mut refusals = Vec::new();
+            for name in ["missing.bin", "../etc/passwd"] {
+                let err = request(&session, name, 0, 1).await.err();
+                refusals.push(err.map(|e| e.to_string()).unwrap_or_default());
+            }
+            session.close(ErrorCode::NO_ERROR, "test done");
+            session.closed().await;
+            Ok(refusals)
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            refusals,
+            [
+                "server answered \"ERR not-found no such file\"",
+                "server answered \"ERR bad-path not a plain relative path\"",
+            ]
+        );
     }
 }

@@ -169,11 +169,11 @@ impl Server {
                 sessions.spawn(session_fn(session));
                 // Reap finished sessions so a long-running server does not accumulate them.
                 while let Some(done) = sessions.try_join_next() {
-                    report(done);
+                    report("session", done);
                 }
             }
             while let Some(done) = sessions.join_next().await {
-                report(done);
+                report("session", done);
             }
         });
         Self { listener, task }
@@ -194,11 +194,12 @@ impl Server {
     }
 }
 
-fn report(done: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+/// Prints how a session or stream task failed, if it did: a server goes on serving the others.
+fn report(what: &str, done: Result<anyhow::Result<()>, tokio::task::JoinError>) {
     match done {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("session: {e:#}"),
-        Err(e) => eprintln!("session task failed: {e}"),
+        Ok(Err(e)) => eprintln!("{what}: {e:#}"),
+        Err(e) => eprintln!("{what} task failed: {e}"),
     }
 }
 
@@ -213,28 +214,20 @@ where
     while let Ok(stream) = session.accept_stream().await {
         streams.spawn(stream_fn(session.clone(), stream));
         while let Some(done) = streams.try_join_next() {
-            report_stream(done);
+            report("stream", done);
         }
     }
     while let Some(done) = streams.join_next().await {
-        report_stream(done);
+        report("stream", done);
     }
     Ok(())
-}
-
-fn report_stream(done: Result<anyhow::Result<()>, tokio::task::JoinError>) {
-    match done {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("stream: {e:#}"),
-        Err(e) => eprintln!("stream task failed: {e}"),
-    }
 }
 
 /// Reads one `\n`-terminated line (without the `\n` and a `\r` before it), one byte at a time
 /// so that nothing after the line is consumed. `None` when the stream ended, was reset or its
 /// session closed before its first byte: there was no request. (A secondary server sees such
-/// streams: data relayed on client stream 8 opens streams 0 to 8 on its side, as in QUIC, and
-/// the lower ones, used with the primary only, never carry a byte there.)
+/// streams: data relayed on a client stream opens every lower client stream id on its side too,
+/// as in QUIC, and those, used with the primary only, never carry a byte there.)
 pub(crate) async fn read_line(stream: &mut Stream) -> anyhow::Result<Option<String>> {
     let Ok(first) = stream.read_u8().await else {
         return Ok(None);

@@ -41,3 +41,12 @@ serve root=".":
 # dispatch and on raw quinn, side by side; add e.g. `--mode connect --connections 50`.
 loadtest *ARGS:
     cargo run --release --locked -p kwik-cli -- loadtest --dispatch all --baseline quic {{ARGS}}
+
+# Run the five examples of crates/kwik/examples (README there), each with its defaults: client
+# and servers in one process on ephemeral 127.0.0.1 ports.
+examples:
+    cargo run --locked -p kwik --example pingpong
+    cargo run --locked -p kwik --example closure
+    cargo run --locked -p kwik --example file_transfer
+    cargo run --locked -p kwik --example http
+    cargo run --locked -p kwik --example worker_pool

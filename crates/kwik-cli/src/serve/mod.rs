@@ -1,7 +1,8 @@
 //! `kwik serve`: the demo server's services, one per KWIK stream.
 //!
 //! The first bytes of a stream pick its service ([`dispatch`]): HTTP/1.1 with keep-alive
-//! ([`http`]), echo, or a byte range of a file ([`file`]). docs/serve.md specifies the wire
+//! ([`http`]), echo, or a byte range of a file ([`file`]), split over secondary servers
+//! ([`secondary`]) when `--secondary` is given. docs/serve.md specifies the wire
 //! format. Everything here works over any `AsyncRead + AsyncWrite` stream, so it is tested over
 //! in-memory pipes; [`run`] plugs it into the streams of kwik-transport sessions.
 
@@ -12,6 +13,7 @@ mod metrics;
 mod observe;
 mod path;
 mod run;
+mod secondary;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,8 @@ use kwik_buffer::BufferPool;
 use kwik_cache::BytesCache;
 use kwik_config::CacheConfig;
 use tokio::time::Instant;
+
+use self::file::FileCounters;
 
 pub(crate) use self::dispatch::serve_stream;
 pub(crate) use self::observe::{RequestObserver, Route, RouteCounters};
@@ -68,6 +72,7 @@ pub(crate) struct Services {
     cache: Option<BytesCache<PathBuf>>,
     buffers: BufferPool,
     counters: RouteCounters,
+    files: FileCounters,
     observer: Option<Arc<dyn RequestObserver>>,
     status: Option<Arc<dyn StatusSource>>,
     request_timeout: Duration,
@@ -107,6 +112,7 @@ impl Services {
             requests: self.counters.snapshot(),
             cache: self.cache.as_ref().map(|cache| cache.stats().into()),
             buffer: self.buffers.stats().into(),
+            files: self.files.snapshot(),
             runtime: self.status.as_ref().map(|source| source.runtime_status()),
         }
     }
@@ -190,6 +196,7 @@ impl ServicesBuilder {
             cache: self.cache,
             buffers: self.buffers,
             counters: RouteCounters::default(),
+            files: FileCounters::default(),
             observer: self.observer,
             status: self.status,
             request_timeout: self.request_timeout,

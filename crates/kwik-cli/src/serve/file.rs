@@ -70,7 +70,9 @@ impl FileRequest {
                 .transpose()?,
         };
         if let Some(at) = request.stream_offset
-            && at.checked_add(request.len).is_none_or(|end| end > MAX_STREAM_OFFSET)
+            && at
+                .checked_add(request.len)
+                .is_none_or(|end| end > MAX_STREAM_OFFSET)
         {
             return Err(RequestError::BadStreamOffset {
                 stream_offset: at,
@@ -292,7 +294,12 @@ mod tests {
         assert_eq!(request.stream_offset, None);
         let part = FileRequest::parse("dir/f%20g.bin 5 10 4096").unwrap();
         assert_eq!(
-            (part.path.as_str(), part.offset, part.len, part.stream_offset),
+            (
+                part.path.as_str(),
+                part.offset,
+                part.len,
+                part.stream_offset
+            ),
             ("dir/f g.bin", 5, 10, Some(4096))
         );
         assert!(FileRequest::is_part("f 5 10 4096"));
@@ -365,7 +372,12 @@ mod tests {
         let args = line.strip_prefix("FILE ").unwrap().trim_end();
         let part = FileRequest::parse(args).unwrap();
         assert_eq!(
-            (part.path.as_str(), part.offset, part.len, part.stream_offset),
+            (
+                part.path.as_str(),
+                part.offset,
+                part.len,
+                part.stream_offset
+            ),
             ("dir/a b.bin", 40, 60, Some(52))
         );
     }

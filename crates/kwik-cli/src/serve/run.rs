@@ -478,8 +478,7 @@ impl StatusSource for Sessions {
             sessions: sessions.len() as u64,
             streams: sessions.iter().map(|s| s.stats().streams_active).sum(),
             paths: own_paths + secondaries.iter().map(|s| s.live).sum::<u64>(),
-            secondary_sessions: sessions.iter().filter(|s| is_secondary_session(s)).count()
-                as u64,
+            secondary_sessions: sessions.iter().filter(|s| is_secondary_session(s)).count() as u64,
             secondaries,
         }
     }

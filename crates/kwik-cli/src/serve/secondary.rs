@@ -249,7 +249,15 @@ mod tests {
         assert_eq!(parse_address("127.0.0.1:4433").unwrap(), "127.0.0.1:4433");
         assert!(parse_address("[::1]:4433").is_ok());
         assert!(parse_address("kwik.example:4433").is_ok());
-        for bad in ["", "127.0.0.1", ":4433", "host:", "host:0", "host:70000", "a b:1"] {
+        for bad in [
+            "",
+            "127.0.0.1",
+            ":4433",
+            "host:",
+            "host:0",
+            "host:70000",
+            "a b:1",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
         let long = format!("{}:1", "h".repeat(MAX_ADDRESS_LEN));
@@ -263,6 +271,9 @@ mod tests {
         let status = cluster.status([]);
         assert_eq!(status.len(), 2);
         assert_eq!(status[1].address, "b:2");
-        assert_eq!((status[0].added, status[0].live, status[0].parts), (0, 0, 0));
+        assert_eq!(
+            (status[0].added, status[0].live, status[0].parts),
+            (0, 0, 0)
+        );
     }
 }

@@ -348,7 +348,10 @@ async fn a_part_is_written_at_its_stream_offset_without_an_ok_line() {
     assert!(ranges[0].1 == fx.data[1000..151_000], "part bytes differ");
     assert!(stream.finished);
     let files = services.snapshot().files;
-    assert_eq!((files.parts, files.part_bytes, files.downloads), (1, 150_000, 0));
+    assert_eq!(
+        (files.parts, files.part_bytes, files.downloads),
+        (1, 150_000, 0)
+    );
 
     // A whole download on a stream that has offsets writes no jump: OK line, then the bytes.
     let (result, stream) = placed(&services, b"FILE data.bin 0 10\n").await;
@@ -356,7 +359,10 @@ async fn a_part_is_written_at_its_stream_offset_without_an_ok_line() {
     let ranges = stream.ranges();
     assert_eq!(ranges.len(), 1);
     assert_eq!(ranges[0].0, 0);
-    assert_eq!(&ranges[0].1[..], [b"OK 10 200000\n", &fx.data[..10]].concat());
+    assert_eq!(
+        &ranges[0].1[..],
+        [b"OK 10 200000\n", &fx.data[..10]].concat()
+    );
     assert_eq!(services.snapshot().files.downloads, 1);
 }
 

@@ -666,6 +666,26 @@ fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
 }
 
 #[test]
+fn a_bad_secondary_address_is_a_usage_error() {
+    for bad in ["127.0.0.1", "127.0.0.1:0", ":4433"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_kwik"))
+            .args([
+                "serve",
+                "--insecure-dev-self-signed",
+                "--listen=127.0.0.1:0",
+                "--secondary",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--secondary"), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing was started");
+    }
+}
+
+#[test]
 fn json_logs_when_logging_format_is_json() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kwik"))
         .args([

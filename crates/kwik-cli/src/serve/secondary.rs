@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kwik_transport::{PathId, RelayError, Session};
+use kwik_transport::{AddPathError, PathId, RelayError, Session};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,8 @@ pub(crate) struct SecondaryStatus {
     pub(crate) address: String,
     /// Paths the clients added to it, since the start.
     pub(crate) added: u64,
-    /// Path additions that failed (client refused, dial failed, no answer).
+    /// Path additions that failed (client refused, dial failed, no answer); a session that
+    /// closed first is not counted.
     pub(crate) failed: u64,
     /// Added paths found gone when a part was relayed to them.
     pub(crate) lost: u64,
@@ -179,7 +180,7 @@ impl Secondaries {
         this
     }
 
-    fn added(&self, index: usize, result: Option<Result<PathId, kwik_transport::AddPathError>>) {
+    fn added(&self, index: usize, result: Option<Result<PathId, AddPathError>>) {
         let secondary = &self.cluster.secondaries[index];
         match result {
             Some(Ok(path)) => {
@@ -187,11 +188,12 @@ impl Secondaries {
                 info!(secondary = %secondary.address, path, "client added a path");
                 self.lock().push(Target { path, index });
             }
+            // The session ended first: nothing failed, there is just nobody left to serve.
+            Some(Err(AddPathError::SessionClosed(_))) | None => {}
             Some(Err(err)) => {
                 secondary.failed.fetch_add(1, Ordering::Relaxed);
                 warn!(secondary = %secondary.address, error = %err, "client could not add a path");
             }
-            None => {}
         }
         self.pending.send_modify(|pending| *pending -= 1);
     }

@@ -429,19 +429,29 @@ async fn status(session: &Session) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// Starts a secondary (with `secondary_env`) and a primary with `--secondary` on the same
+/// root, dials the primary and waits until the client added the path to the secondary.
+async fn primary_and_secondary(
+    root: &Path,
+    secondary_env: &[(&str, &str)],
+) -> (Server, Server, Session) {
+    let secondary = Server::start_self_signed(root, &[], secondary_env);
+    let secondary_addr = secondary.addr.to_string();
+    let primary = Server::start_self_signed(root, &["--secondary", &secondary_addr], &[]);
+    let events = Arc::new(PathEvents::default());
+    let session = primary.dial_observed(Some(events.clone())).await;
+    bounded(events.wait_added(secondary.addr)).await;
+    (primary, secondary, session)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_serves_part_of_one_file_stream() {
     // Not a multiple of anything: the parts are uneven by a byte.
     const SIZE: usize = 3 * 1024 * 1024 + 4321;
     let root = tempfile::tempdir().unwrap();
     let data = write_file(root.path(), "shared.bin", SIZE);
-    let secondary = Server::start_self_signed(root.path(), &[], &[]);
+    let (primary, secondary, session) = primary_and_secondary(root.path(), &[]).await;
     let secondary_addr = secondary.addr.to_string();
-    let primary = Server::start_self_signed(root.path(), &["--secondary", &secondary_addr], &[]);
-    let events = Arc::new(PathEvents::default());
-    let session = primary.dial_observed(Some(events.clone())).await;
-    // The primary asked the client to add the secondary; the client dialed it.
-    bounded(events.wait_added(secondary.addr)).await;
 
     let mut stream = request_file(&session, "shared.bin", 0, SIZE, SIZE).await;
     let mut body = Vec::with_capacity(SIZE);
@@ -501,16 +511,8 @@ async fn a_lost_secondary_fails_the_stream_and_a_retry_completes_the_file() {
     let root = tempfile::tempdir().unwrap();
     let data = write_file(root.path(), "shared.bin", SIZE);
     // Stopped, the secondary closes its sessions at once instead of draining them.
-    let secondary = Server::start_self_signed(
-        root.path(),
-        &[],
-        &[("KWIK_WORKER_POOL_SHUTDOWN_TIMEOUT", "0s")],
-    );
-    let secondary_addr = secondary.addr.to_string();
-    let primary = Server::start_self_signed(root.path(), &["--secondary", &secondary_addr], &[]);
-    let events = Arc::new(PathEvents::default());
-    let session = primary.dial_observed(Some(events.clone())).await;
-    bounded(events.wait_added(secondary.addr)).await;
+    let (primary, secondary, session) =
+        primary_and_secondary(root.path(), &[("KWIK_WORKER_POOL_SHUTDOWN_TIMEOUT", "0s")]).await;
 
     let mut stream = request_file(&session, "shared.bin", 0, SIZE, SIZE).await;
     let mut body = Vec::with_capacity(SIZE);

@@ -460,33 +460,37 @@ async fn a_secondary_serves_part_of_one_file_stream() {
     assert_eq!(Sha256::digest(&body), Sha256::digest(&data));
     drop(stream);
 
-    // The secondary sent the second half over its own path.
-    let secondary_part = (SIZE / 2) as u64;
-    let paths = session.paths();
-    assert_eq!(paths.len(), 2, "{paths:?}");
-    let to_secondary = paths.iter().find(|p| p.remote == secondary.addr).unwrap();
-    assert!(
-        to_secondary.counters.bytes_received > secondary_part,
-        "{to_secondary:?}"
-    );
+    // The secondary sent its blocks over its own path.
     let json = status(&session).await;
     let runtime = &json["runtime"];
     assert_eq!(runtime["paths"], 2, "{json}");
     let listed = &runtime["secondaries"][0];
     assert_eq!(listed["address"], secondary_addr.as_str());
     assert_eq!(
-        (&listed["added"], &listed["failed"], &listed["live"]),
-        (&1.into(), &0.into(), &1.into()),
+        (
+            &listed["added"],
+            &listed["failed"],
+            &listed["live"],
+            &listed["parts"]
+        ),
+        (&1.into(), &0.into(), &1.into(), &1.into()),
         "{json}"
     );
-    assert_eq!(
-        (&listed["parts"], &listed["bytes"]),
-        (&1.into(), &secondary_part.into())
-    );
+    // Blocks of half the 1 MiB window, alternating from the primary on: the secondary has
+    // three of the seven, the primary the rest.
+    let secondary_bytes = listed["bytes"].as_u64().unwrap();
+    assert_eq!(secondary_bytes, 3 * 512 * 1024);
     assert_eq!(json["files"]["downloads"], 1);
     assert_eq!(
         json["files"]["download_bytes"],
-        SIZE as u64 - secondary_part
+        SIZE as u64 - secondary_bytes
+    );
+    let paths = session.paths();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let to_secondary = paths.iter().find(|p| p.remote == secondary.addr).unwrap();
+    assert!(
+        to_secondary.counters.bytes_received > secondary_bytes,
+        "{to_secondary:?}"
     );
 
     // The secondary saw an ordinary session (the client's path 1) and served one part.
@@ -495,7 +499,7 @@ async fn a_secondary_serves_part_of_one_file_stream() {
     assert_eq!(json["runtime"]["secondary_sessions"], 1, "{json}");
     assert_eq!(json["runtime"]["sessions"], 2);
     assert_eq!(json["files"]["parts"], 1);
-    assert_eq!(json["files"]["part_bytes"], secondary_part);
+    assert_eq!(json["files"]["part_bytes"], secondary_bytes);
     assert_eq!(json["files"]["downloads"], 0);
     assert!(json["runtime"].get("secondaries").is_none());
 
@@ -516,17 +520,16 @@ async fn a_lost_secondary_fails_the_stream_and_a_retry_completes_the_file() {
 
     let mut stream = request_file(&session, "shared.bin", 0, SIZE, SIZE).await;
     let mut body = Vec::with_capacity(SIZE);
-    // The secondary's half starts 2 MiB in, beyond the 1 MiB stream window: it cannot have
-    // sent a byte yet when it is stopped.
+    // The secondary's blocks alternate with the primary's; its last one (3.5 MiB in) is beyond
+    // the 1 MiB window until the client read 2.5 MiB, so it is still to come when it stops.
     read_body(&mut stream, &mut body, 64 * 1024).await.unwrap();
     assert!(secondary.terminate().success());
     let err = read_body(&mut stream, &mut body, usize::MAX)
         .await
         .unwrap_err();
     assert!(matches!(err, ReadError::PathLost(_)), "{err:?}");
-    // The stream fails as soon as the bytes already received are read: a prefix of the
-    // primary's half (the rest of it was still held back by flow control).
-    assert!(body.len() >= 64 * 1024 && body.len() <= SIZE - SIZE / 2);
+    // The stream fails as soon as the bytes already received are read: a prefix of the file.
+    assert!(body.len() >= 64 * 1024 && body.len() < SIZE);
     assert!(body == data[..body.len()], "prefix differs");
     drop(stream);
 

@@ -1,7 +1,7 @@
 //! Picks a stream's service from its first bytes, and the echo service.
 //!
 //! An HTTP request line is recognised by its method token (`GET /…`); anything else must be a
-//! service line ending in `\n`: `ECHO` or `FILE <path> <offset> <len> [<stream_offset>]`. A
+//! service line ending in `\n`: `ECHO` or `FILE <path> <offset> <len> [<part>]`. A
 //! refused line is answered `ERR <code> <message>\n` and the stream is closed, except a refused
 //! part (a `FILE` line with a stream offset), which writes nothing: its bytes would land in the
 //! middle of another server's answer. docs/serve.md is the reference.
@@ -88,8 +88,8 @@ pub(crate) enum RequestError {
     /// No service line arrived within the request timeout.
     #[error("no service line within the request timeout")]
     Timeout,
-    /// `FILE` without a path, an offset, a length and an optional stream offset.
-    #[error("expected FILE <path> <offset> <len> [<stream_offset>]")]
+    /// `FILE` without a path, an offset, a length and optionally a part's placement.
+    #[error("expected FILE <path> <offset> <len> [<stream_offset> [<block> <stride>]]")]
     FileSyntax,
     /// The offset or the length is not a decimal integer that fits in 64 bits.
     #[error("{0} is not a decimal u64")]
@@ -97,6 +97,14 @@ pub(crate) enum RequestError {
     /// The path was refused or names no file.
     #[error("{0}")]
     Path(#[from] PathError),
+    /// A part's blocks do not tile its range: `block` is 0 or larger than `stride`.
+    #[error("part blocks of {block} bytes every {stride} bytes")]
+    BadBlocks {
+        /// Requested block size.
+        block: u64,
+        /// Requested stride.
+        stride: u64,
+    },
     /// A part's `stream_offset + len` is past the largest stream offset (2^62 - 1).
     #[error("part {stream_offset}+{len} ends past the largest stream offset")]
     BadStreamOffset {
@@ -123,7 +131,9 @@ impl RequestError {
         match self {
             Self::UnknownService => "unknown-service",
             Self::LineTooLong => "line-too-long",
-            Self::Truncated | Self::FileSyntax | Self::BadNumber(_) => "bad-request",
+            Self::Truncated | Self::FileSyntax | Self::BadNumber(_) | Self::BadBlocks { .. } => {
+                "bad-request"
+            }
             Self::Timeout => "timeout",
             Self::Path(PathError::NoRoot | PathError::NotFound | PathError::OutsideRoot) => {
                 "not-found"
@@ -258,7 +268,7 @@ fn parse_line(line: &[u8]) -> Result<Service, RequestError> {
     }
 }
 
-/// Whether `line` is a `FILE` line with four fields, a part, parsed or not.
+/// Whether `line` is a `FILE` line with the fields of a part, parsed or not.
 fn is_part_line(line: &[u8]) -> bool {
     std::str::from_utf8(line)
         .ok()
@@ -329,12 +339,12 @@ mod tests {
             (request.path.as_str(), request.offset, request.len),
             ("a b.bin", 10, 20)
         );
-        assert_eq!(request.stream_offset, None);
+        assert_eq!(request.part, None);
         let Service::File(part) = parse_line(b"FILE a 10 20 4096\n").unwrap() else {
             panic!("not a file request");
         };
         assert_eq!(
-            (part.offset, part.len, part.stream_offset),
+            (part.offset, part.len, part.part.map(|p| p.stream_offset)),
             (10, 20, Some(4096))
         );
         assert!(is_part_line(b"FILE a 10 20 4096\r\n"));

@@ -29,6 +29,9 @@ pub(crate) const MAX_STREAM_OFFSET: u64 = (1 << 62) - 1;
 /// through the client and a file open on the secondary, more than sending 64 KiB.
 pub(crate) const MIN_SPLIT: u64 = 64 * 1024;
 
+/// Smallest block of a split download: each block costs a seek and a jump of the write offset.
+pub(crate) const MIN_BLOCK: u64 = 64 * 1024;
+
 /// A parsed `FILE` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileRequest {
@@ -36,66 +39,143 @@ pub(crate) struct FileRequest {
     pub(crate) path: String,
     /// First byte to send.
     pub(crate) offset: u64,
-    /// Number of bytes to send.
+    /// Number of bytes the request spans.
     pub(crate) len: u64,
-    /// For a part (the optional fourth field): where in the stream the bytes go. A part is
-    /// answered with the bytes alone, written from this offset on, and no `OK` line.
-    pub(crate) stream_offset: Option<u64>,
+    /// For a part (the optional fields): where in the stream the bytes go. A part is answered
+    /// with its bytes alone, and no `OK` line.
+    pub(crate) part: Option<Part>,
+}
+
+/// Where the bytes of a part go: blocks of `block` bytes every `stride` bytes of the range, the
+/// first at `stream_offset`; each block lands in the stream as far from `stream_offset` as it is
+/// from the range's first byte. A contiguous part is one block (`block = stride = len`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// Where the range's first byte goes in the stream.
+    pub(crate) stream_offset: u64,
+    /// Bytes per block, at least 1.
+    pub(crate) block: u64,
+    /// Distance between the starts of two blocks, at least `block`.
+    pub(crate) stride: u64,
+}
+
+impl Part {
+    /// The whole range `[0, len)` as one block at `stream_offset`.
+    fn contiguous(stream_offset: u64, len: u64) -> Self {
+        Self {
+            stream_offset,
+            block: len.max(1),
+            stride: len.max(1),
+        }
+    }
 }
 
 impl FileRequest {
-    /// Parses the arguments after `FILE `: `<path> <offset> <len> [<stream_offset>]`, single
-    /// spaces, the path percent-encoded (so that it holds no space), the numbers plain decimal.
-    /// A part must end within [`MAX_STREAM_OFFSET`].
+    /// Parses the arguments after `FILE `: `<path> <offset> <len>`, optionally followed by
+    /// `<stream_offset>` or `<stream_offset> <block> <stride>` (a part), single spaces, the path
+    /// percent-encoded (so that it holds no space), the numbers plain decimal. A part must end
+    /// within [`MAX_STREAM_OFFSET`] and have `1 <= block <= stride`.
     pub(crate) fn parse(args: &str) -> Result<Self, RequestError> {
-        let mut fields = args.split(' ');
-        let (Some(path), Some(offset), Some(len), stream_offset, None) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            return Err(RequestError::FileSyntax);
+        let fields: Vec<&str> = args.splitn(8, ' ').collect();
+        let (path, offset, len, part) = match fields[..] {
+            [path, offset, len] => (path, offset, len, None),
+            [path, offset, len, at] => (path, offset, len, Some((at, None))),
+            [path, offset, len, at, block, stride] => {
+                (path, offset, len, Some((at, Some((block, stride)))))
+            }
+            _ => return Err(RequestError::FileSyntax),
         };
         if path.is_empty() {
             return Err(RequestError::FileSyntax);
         }
-        let request = Self {
-            path: path::percent_decode(path)?,
-            offset: parse_u64(offset, "offset")?,
-            len: parse_u64(len, "len")?,
-            stream_offset: stream_offset
-                .map(|field| parse_u64(field, "stream_offset"))
-                .transpose()?,
+        let path = path::percent_decode(path)?;
+        let offset = parse_u64(offset, "offset")?;
+        let len = parse_u64(len, "len")?;
+        let part = match part {
+            None => None,
+            Some((at, blocks)) => {
+                let stream_offset = parse_u64(at, "stream_offset")?;
+                let part = match blocks {
+                    None => Part::contiguous(stream_offset, len),
+                    Some((block, stride)) => Part {
+                        stream_offset,
+                        block: parse_u64(block, "block")?,
+                        stride: parse_u64(stride, "stride")?,
+                    },
+                };
+                if part.block == 0 || part.stride < part.block {
+                    return Err(RequestError::BadBlocks {
+                        block: part.block,
+                        stride: part.stride,
+                    });
+                }
+                if stream_offset
+                    .checked_add(len)
+                    .is_none_or(|end| end > MAX_STREAM_OFFSET)
+                {
+                    return Err(RequestError::BadStreamOffset { stream_offset, len });
+                }
+                Some(part)
+            }
         };
-        if let Some(at) = request.stream_offset
-            && at
-                .checked_add(request.len)
-                .is_none_or(|end| end > MAX_STREAM_OFFSET)
-        {
-            return Err(RequestError::BadStreamOffset {
-                stream_offset: at,
-                len: request.len,
-            });
-        }
-        Ok(request)
+        Ok(Self {
+            path,
+            offset,
+            len,
+            part,
+        })
     }
 
-    /// Whether `args` (after `FILE `) has the four fields of a part, parsed or not: a refused
-    /// part is not answered with an `ERR` line (docs/serve.md, "Parts").
+    /// Whether `args` (after `FILE `) has the four or six fields of a part, parsed or not: a
+    /// refused part is not answered with an `ERR` line (docs/serve.md, "Parts").
     pub(crate) fn is_part(args: &str) -> bool {
-        args.split(' ').count() == 4
+        matches!(args.split(' ').count(), 4 | 6)
     }
 
-    /// The part line that asks another server for `len` bytes from `offset`, to be written at
-    /// `stream_offset`.
-    fn part_line(&self, offset: u64, len: u64, stream_offset: u64) -> String {
-        format!(
-            "FILE {} {offset} {len} {stream_offset}\n",
-            path::percent_encode(&self.path)
-        )
+    /// The line that asks another server for the part of this request's range from `start`
+    /// on (relative), laid out as `part`.
+    fn part_line(&self, start: u64, part: Part) -> String {
+        let path = path::percent_encode(&self.path);
+        let offset = self.offset + start;
+        let len = self.len - start;
+        let at = part.stream_offset;
+        if part.block >= len {
+            format!("FILE {path} {offset} {len} {at}\n")
+        } else {
+            format!(
+                "FILE {path} {offset} {len} {at} {} {}\n",
+                part.block, part.stride
+            )
+        }
     }
+}
+
+/// The blocks of a range of `len` bytes laid out as `block` bytes every `stride`: `(start, len)`
+/// relative to the range's first byte, in order.
+pub(crate) fn blocks(len: u64, block: u64, stride: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut next = Some(0u64);
+    std::iter::from_fn(move || {
+        let start = next.filter(|&start| start < len)?;
+        next = start.checked_add(stride.max(1));
+        Some((start, block.min(len - start)))
+    })
+}
+
+/// Total bytes of [`blocks`]`(len, block, stride)`.
+pub(crate) fn blocks_len(len: u64, block: u64, stride: u64) -> u64 {
+    let stride = stride.max(1);
+    (len / stride) * block.min(stride) + (len % stride).min(block)
+}
+
+/// The block size of a download of `len` bytes split over `servers`: the servers' blocks of one
+/// round fit in one `window` together (so that all of them can send at once), the blocks are at
+/// least [`MIN_BLOCK`] and never more than an equal share of the range.
+pub(crate) fn block_size(len: u64, servers: u64, window: u64) -> u64 {
+    let servers = servers.max(1);
+    (window / servers)
+        .max(MIN_BLOCK)
+        .min(len.div_ceil(servers))
+        .max(1)
 }
 
 /// Counts of the file service, for `/api/status`.
@@ -132,22 +212,6 @@ impl FileCounters {
     }
 }
 
-/// Cuts `len` bytes into `parts` contiguous ranges `(start, len)` relative to the range's start,
-/// as equal as possible (the first ones one byte longer when `len` does not divide evenly).
-pub(crate) fn split_range(len: u64, parts: usize) -> Vec<(u64, u64)> {
-    let parts = parts.max(1) as u64;
-    let (base, extra) = (len / parts, len % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|i| {
-            let part = base + u64::from(i < extra);
-            let range = (start, part);
-            start += part;
-            range
-        })
-        .collect()
-}
-
 fn parse_u64(field: &str, name: &'static str) -> Result<u64, RequestError> {
     // `str::parse` would also take a leading `+`; the protocol says digits only.
     if field.is_empty() || field.len() > MAX_DIGITS || !field.bytes().all(|b| b.is_ascii_digit()) {
@@ -157,7 +221,7 @@ fn parse_u64(field: &str, name: &'static str) -> Result<u64, RequestError> {
 }
 
 /// Serves `request`: checks the path and the range, then answers it: a part at its stream
-/// offset, a whole range with `OK` and the bytes, split with `secondaries` when some are live.
+/// offsets, a whole range with `OK` and the bytes, split with `secondaries` when some are live.
 /// A refusal is returned as [`ServeError::Request`] before anything was written.
 pub(crate) async fn serve<S>(
     services: &Services,
@@ -170,55 +234,105 @@ where
 {
     let (mut file, size) = open_range(services, request).await?;
     file.seek(SeekFrom::Start(request.offset)).await?;
-    if let Some(at) = request.stream_offset {
-        stream.set_write_offset(at)?;
-        send_range(&services.buffers, &mut file, request.len, stream).await?;
-        stream.shutdown().await?;
-        services.files.part_served(request.len);
+    let mut out = Placement {
+        services,
+        file: &mut file,
+        stream,
+        position: 0,
+    };
+    if let Some(part) = request.part {
+        let sent = out.write_lanes(request.len, part, &[0]).await?;
+        out.stream.shutdown().await?;
+        services.files.part_served(sent);
         return Ok(());
     }
     let header = format!("OK {} {size}\n", request.len);
-    let mut own = vec![(0, request.len)];
-    let split = match (secondaries, stream.relay_id()) {
+    let base = header.len() as u64;
+    let split = match (secondaries, out.stream.relay_id()) {
         (Some(secondaries), Some(stream_id)) if request.len >= MIN_SPLIT => {
             let targets = secondaries.targets().await;
             (!targets.is_empty()).then_some((secondaries, stream_id, targets))
         }
         _ => None,
     };
+    // One server: the range is one block right after the header, sent without a jump.
+    let mut layout = Part::contiguous(base, request.len);
+    let mut lanes = vec![0];
     if let Some((secondaries, stream_id, targets)) = split {
-        let base = header.len() as u64;
-        let parts = split_range(request.len, targets.len() + 1);
-        own = vec![parts[0]];
-        for (&target, &(start, len)) in targets.iter().zip(&parts[1..]) {
-            let line = request.part_line(request.offset + start, len, base + start);
-            if len > 0 && !secondaries.relay(target, stream_id, &line, len) {
-                // The path is gone: this server sends that part too, after its own.
-                own.push((start, len));
+        let servers = targets.len() as u64 + 1;
+        let block = block_size(request.len, servers, services.stream_window);
+        layout = Part {
+            stream_offset: base,
+            block,
+            stride: block * servers,
+        };
+        for (&target, lane) in targets
+            .iter()
+            .zip((1u64..).map(|j| j.saturating_mul(block)))
+        {
+            if lane >= request.len {
+                break;
+            }
+            let part = Part {
+                stream_offset: base + lane,
+                ..layout
+            };
+            let line = request.part_line(lane, part);
+            let len = blocks_len(request.len - lane, block, layout.stride);
+            if !secondaries.relay(target, stream_id, &line, len) {
+                // The path is gone: this server sends that lane's blocks too.
+                lanes.push(lane);
             }
         }
     }
-    stream.write_all(header.as_bytes()).await?;
-    let base = header.len() as u64;
-    let mut position = base;
-    let mut sent = 0;
-    for (start, len) in own {
-        // Single-server downloads never jump: their one part starts right after the header.
-        if base + start != position {
-            stream.set_write_offset(base + start)?;
-            file.seek(SeekFrom::Start(request.offset + start)).await?;
-        }
-        send_range(&services.buffers, &mut file, len, stream).await?;
-        position = base + start + len;
-        sent += len;
+    out.stream.write_all(header.as_bytes()).await?;
+    out.position = base;
+    let sent = out.write_lanes(request.len, layout, &lanes).await?;
+    // Only this (the home) path's FIN sets the stream's length: past the secondaries' blocks.
+    if out.position != base + request.len {
+        out.stream.set_write_offset(base + request.len)?;
     }
-    // Only this (the home) path's FIN sets the stream's length: past the secondaries' parts.
-    if position != base + request.len {
-        stream.set_write_offset(base + request.len)?;
-    }
-    stream.shutdown().await?;
+    out.stream.shutdown().await?;
     services.files.download_served(sent);
     Ok(())
+}
+
+/// Writes file bytes at their stream offsets.
+struct Placement<'a, S> {
+    services: &'a Services,
+    /// Positioned at the range's first byte, or where the last block written ended.
+    file: &'a mut File,
+    stream: &'a mut S,
+    /// The stream's write offset.
+    position: u64,
+}
+
+impl<S: ServiceStream> Placement<'_, S> {
+    /// Writes, round after round of `layout.stride` bytes of a range of `len` bytes, the blocks
+    /// that start `lanes` bytes (sorted) into each round: `[0]` for a part, or a primary's own
+    /// lane and those of the secondaries it could not relay to. The range's first byte is the
+    /// file's current position and goes to `layout.stream_offset`. Returns the bytes written.
+    async fn write_lanes(&mut self, len: u64, layout: Part, lanes: &[u64]) -> io::Result<u64> {
+        let range_start = self.file.stream_position().await?;
+        let mut sent = 0;
+        for (round, _) in blocks(len, layout.stride, layout.stride) {
+            for &lane in lanes {
+                let Some(start) = round.checked_add(lane).filter(|&start| start < len) else {
+                    break;
+                };
+                let block = layout.block.min(len - start);
+                let at = layout.stream_offset + start;
+                if at != self.position {
+                    self.stream.set_write_offset(at)?;
+                    self.file.seek(SeekFrom::Start(range_start + start)).await?;
+                }
+                send_range(&self.services.buffers, self.file, block, self.stream).await?;
+                self.position = at + block;
+                sent += block;
+            }
+        }
+        Ok(sent)
+    }
 }
 
 /// Resolves and opens the file of `request`, checks that its range lies within the file;
@@ -288,23 +402,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_accepts_three_or_four_fields() {
+    fn parse_accepts_three_four_or_six_fields() {
         let request = FileRequest::parse("dir/f.bin 0 18446744073709551615").unwrap();
         assert_eq!(request.len, u64::MAX);
-        assert_eq!(request.stream_offset, None);
+        assert_eq!(request.part, None);
         let part = FileRequest::parse("dir/f%20g.bin 5 10 4096").unwrap();
         assert_eq!(
-            (
-                part.path.as_str(),
-                part.offset,
-                part.len,
-                part.stream_offset
-            ),
-            ("dir/f g.bin", 5, 10, Some(4096))
+            (part.path.as_str(), part.offset, part.len),
+            ("dir/f g.bin", 5, 10)
         );
+        assert_eq!(part.part, Some(Part::contiguous(4096, 10)));
+        let strided = FileRequest::parse("f 5 100 4096 10 30").unwrap();
+        let expected = Part {
+            stream_offset: 4096,
+            block: 10,
+            stride: 30,
+        };
+        assert_eq!(strided.part, Some(expected));
         assert!(FileRequest::is_part("f 5 10 4096"));
+        assert!(FileRequest::is_part("f 5 10 4096 1 2"));
         assert!(!FileRequest::is_part("f 5 10"));
-        for bad in ["f 0", "f 0 1 2 3", " f 0 1", "f 0 1 2 ", "f 0 1  2"] {
+        assert!(!FileRequest::is_part("f 5 10 4096 1"));
+        for bad in [
+            "f 0",
+            "f 0 1 2 3",
+            "f 0 1 2 3 4 5",
+            " f 0 1",
+            "f 0 1 2 ",
+            "f 0 1  2",
+        ] {
             assert!(
                 matches!(FileRequest::parse(bad), Err(RequestError::FileSyntax)),
                 "{bad}"
@@ -315,6 +441,17 @@ mod tests {
             let err = FileRequest::parse(bad).unwrap_err();
             assert_eq!(err.code(), "bad-request", "{bad}");
         }
+    }
+
+    #[test]
+    fn parse_rejects_blocks_that_do_not_tile() {
+        for bad in ["f 0 10 0 0 5", "f 0 10 0 6 5", "f 0 10 0 0 0"] {
+            let err = FileRequest::parse(bad).unwrap_err();
+            assert!(matches!(err, RequestError::BadBlocks { .. }), "{bad}");
+            assert_eq!(err.code(), "bad-request");
+        }
+        // An empty contiguous part is fine: it writes nothing.
+        assert!(FileRequest::parse("f 0 0 7").is_ok());
     }
 
     #[test]
@@ -347,7 +484,10 @@ mod tests {
     #[test]
     fn a_part_must_end_within_the_largest_stream_offset() {
         let last = FileRequest::parse(&format!("f 0 1 {}", MAX_STREAM_OFFSET - 1)).unwrap();
-        assert_eq!(last.stream_offset, Some(MAX_STREAM_OFFSET - 1));
+        assert_eq!(
+            last.part.map(|p| p.stream_offset),
+            Some(MAX_STREAM_OFFSET - 1)
+        );
         for bad in [
             format!("f 0 2 {}", MAX_STREAM_OFFSET - 1),
             format!("f 0 0 {}", MAX_STREAM_OFFSET + 1),
@@ -366,32 +506,71 @@ mod tests {
 
     #[test]
     fn part_lines_round_trip() {
-        let request = FileRequest::parse("dir/a%20b.bin 0 100").unwrap();
-        let line = request.part_line(40, 60, 52);
-        assert_eq!(line, "FILE dir/a%20b.bin 40 60 52\n");
+        let request = FileRequest::parse("dir/a%20b.bin 1000 100").unwrap();
+        // One block left: the short, contiguous form.
+        let line = request.part_line(40, Part::contiguous(52, 60));
+        assert_eq!(line, "FILE dir/a%20b.bin 1040 60 52\n");
+        let strided = Part {
+            stream_offset: 52,
+            block: 20,
+            stride: 40,
+        };
+        let line = request.part_line(40, strided);
+        assert_eq!(line, "FILE dir/a%20b.bin 1040 60 52 20 40\n");
         let args = line.strip_prefix("FILE ").unwrap().trim_end();
         let part = FileRequest::parse(args).unwrap();
         assert_eq!(
-            (
-                part.path.as_str(),
-                part.offset,
-                part.len,
-                part.stream_offset
-            ),
-            ("dir/a b.bin", 40, 60, Some(52))
+            (part.path.as_str(), part.offset, part.len, part.part),
+            ("dir/a b.bin", 1040, 60, Some(strided))
         );
     }
 
     #[test]
-    fn split_range_cuts_contiguous_nearly_equal_parts() {
-        assert_eq!(split_range(10, 3), vec![(0, 4), (4, 3), (7, 3)]);
-        assert_eq!(split_range(9, 3), vec![(0, 3), (3, 3), (6, 3)]);
-        assert_eq!(split_range(2, 3), vec![(0, 1), (1, 1), (2, 0)]);
-        assert_eq!(split_range(5, 0), vec![(0, 5)]);
-        let parts = split_range(u64::MAX, 7);
-        assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), u64::MAX);
-        for pair in parts.windows(2) {
-            assert_eq!(pair[0].0 + pair[0].1, pair[1].0);
+    fn blocks_lay_out_a_range_round_by_round() {
+        let all: Vec<_> = blocks(10, 3, 5).collect();
+        assert_eq!(all, vec![(0, 3), (5, 3)]);
+        assert_eq!(
+            blocks(11, 3, 5).collect::<Vec<_>>(),
+            vec![(0, 3), (5, 3), (10, 1)]
+        );
+        assert_eq!(blocks(7, 7, 7).collect::<Vec<_>>(), vec![(0, 7)]);
+        assert_eq!(blocks(0, 7, 7).count(), 0);
+        assert_eq!(
+            blocks(u64::MAX, u64::MAX / 2 + 1, u64::MAX / 2 + 1).count(),
+            2
+        );
+        for (len, block, stride) in [(10, 3, 5), (11, 3, 5), (7, 7, 7), (0, 1, 1), (100, 7, 21)] {
+            let total: u64 = blocks(len, block, stride).map(|(_, n)| n).sum();
+            assert_eq!(
+                blocks_len(len, block, stride),
+                total,
+                "{len} {block} {stride}"
+            );
         }
+    }
+
+    #[test]
+    fn lanes_of_all_servers_cover_the_range_once() {
+        let len = 1_000_003;
+        for servers in 1..=4u64 {
+            let block = block_size(len, servers, 256 * 1024);
+            assert!(block >= MIN_BLOCK.min(len));
+            let stride = block * servers;
+            let mut covered = vec![0u8; len as usize];
+            for lane in (0..servers).map(|j| j * block).filter(|&l| l < len) {
+                for (start, n) in blocks(len - lane, block, stride) {
+                    let at = (lane + start) as usize;
+                    covered[at..at + n as usize]
+                        .iter_mut()
+                        .for_each(|c| *c += 1);
+                }
+            }
+            assert!(covered.iter().all(|&c| c == 1), "{servers} servers");
+        }
+        // Small ranges: one block per server at most.
+        assert_eq!(block_size(100, 2, 1 << 20), 50);
+        assert_eq!(block_size(101, 2, 1 << 20), 51);
+        assert_eq!(block_size(10 << 20, 2, 1 << 20), 512 * 1024);
+        assert_eq!(block_size(10 << 20, 4, 1 << 20), MIN_BLOCK.max(256 * 1024));
     }
 }

@@ -40,6 +40,9 @@ pub(crate) use self::status::{RuntimeStatus, StatusSnapshot, StatusSource};
 /// not pile up.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default stream window assumed of clients: performance.toml's `[transport] stream_window`.
+pub(crate) const DEFAULT_STREAM_WINDOW: u64 = 1024 * 1024;
+
 /// Default size above which a static file is streamed from disk instead of cached: the cache
 /// holds pages and small assets, not downloads.
 pub(crate) const DEFAULT_MAX_CACHED_FILE: u64 = 256 * 1024;
@@ -63,6 +66,9 @@ pub(crate) enum BuildError {
     /// `request_timeout(Duration::ZERO)`: every request would time out at once.
     #[error("request timeout must be greater than zero")]
     ZeroRequestTimeout,
+    /// `stream_window(0)`: no block of a split download would fit.
+    #[error("stream window must be greater than zero")]
+    ZeroStreamWindow,
 }
 
 /// What every stream's service shares: the root, the response cache, the chunk buffers, the
@@ -77,6 +83,7 @@ pub(crate) struct Services {
     status: Option<Arc<dyn StatusSource>>,
     request_timeout: Duration,
     max_cached_file: u64,
+    stream_window: u64,
     started: Instant,
 }
 
@@ -89,6 +96,7 @@ pub(crate) struct ServicesBuilder {
     status: Option<Arc<dyn StatusSource>>,
     request_timeout: Duration,
     max_cached_file: u64,
+    stream_window: u64,
 }
 
 impl Services {
@@ -102,6 +110,7 @@ impl Services {
             status: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_cached_file: DEFAULT_MAX_CACHED_FILE,
+            stream_window: DEFAULT_STREAM_WINDOW,
         }
     }
 
@@ -172,10 +181,21 @@ impl ServicesBuilder {
         self
     }
 
+    /// The stream window clients use (`[transport] stream_window`): a download split over n
+    /// servers is cut into blocks of `stream_window / n` bytes, so that every server can send
+    /// at once within the client's credit. Default [`DEFAULT_STREAM_WINDOW`]; must be non-zero.
+    pub(crate) fn stream_window(mut self, bytes: u64) -> Self {
+        self.stream_window = bytes;
+        self
+    }
+
     /// Validates the settings and resolves the root to its canonical path.
     pub(crate) fn build(self) -> Result<Services, BuildError> {
         if self.request_timeout.is_zero() {
             return Err(BuildError::ZeroRequestTimeout);
+        }
+        if self.stream_window == 0 {
+            return Err(BuildError::ZeroStreamWindow);
         }
         let root = match self.root {
             None => None,
@@ -201,6 +221,7 @@ impl ServicesBuilder {
             status: self.status,
             request_timeout: self.request_timeout,
             max_cached_file: self.max_cached_file,
+            stream_window: self.stream_window,
             started: Instant::now(),
         })
     }

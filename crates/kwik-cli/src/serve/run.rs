@@ -134,6 +134,7 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
     let request_timeout = config.limits.idle_timeout.min(DEFAULT_REQUEST_TIMEOUT);
     let mut services = Services::builder(buffers)
         .request_timeout(request_timeout)
+        .stream_window(config.transport.stream_window.as_u64())
         .observer(Arc::new(PrometheusObserver::new(&metrics)))
         .status_source(sessions.clone());
     if let Some(cache) = response_cache(&config.cache).context("invalid [cache]")? {

@@ -353,6 +353,17 @@ async fn a_part_is_written_at_its_stream_offset_without_an_ok_line() {
         (1, 150_000, 0)
     );
 
+    // Blocks of 30 bytes every 70: each lands as far from the stream offset as it is from the
+    // range's first byte.
+    let (result, stream) = placed(&services, b"FILE data.bin 1000 100 500 30 70\n").await;
+    result.unwrap();
+    let ranges = stream.ranges();
+    assert_eq!(ranges.len(), 2);
+    assert_eq!((ranges[0].0, &ranges[0].1[..]), (500, &fx.data[1000..1030]));
+    assert_eq!((ranges[1].0, &ranges[1].1[..]), (570, &fx.data[1070..1100]));
+    assert!(stream.finished);
+    assert_eq!(services.snapshot().files.part_bytes, 150_060);
+
     // A whole download on a stream that has offsets writes no jump: OK line, then the bytes.
     let (result, stream) = placed(&services, b"FILE data.bin 0 10\n").await;
     result.unwrap();
@@ -363,6 +374,7 @@ async fn a_part_is_written_at_its_stream_offset_without_an_ok_line() {
         &ranges[0].1[..],
         [b"OK 10 200000\n", &fx.data[..10]].concat()
     );
+    assert!(stream.finished);
     assert_eq!(services.snapshot().files.downloads, 1);
 }
 
@@ -370,8 +382,9 @@ async fn a_part_is_written_at_its_stream_offset_without_an_ok_line() {
 async fn a_refused_part_writes_nothing() {
     let fx = fixture();
     let services = services(&fx.root);
-    let cases: [(&[u8], &str); 5] = [
+    let cases: [(&[u8], &str); 6] = [
         (b"FILE data.bin 0 10 4611686018427387900\n", "bad-offset"),
+        (b"FILE data.bin 0 10 0 6 5\n", "bad-request"),
         (b"FILE data.bin 0 1 18446744073709551615\n", "bad-offset"),
         (b"FILE data.bin 199999 2 100\n", "out-of-range"),
         (b"FILE missing.bin 0 1 100\n", "not-found"),

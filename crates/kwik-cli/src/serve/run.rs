@@ -9,6 +9,7 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ArgGroup;
@@ -28,6 +29,10 @@ use super::secondary::{self, Cluster, Secondaries};
 use super::{
     DEFAULT_REQUEST_TIMEOUT, RuntimeStatus, Services, StatusSource, response_cache, serve_stream,
 };
+
+/// How long a shutdown waits for the sessions it closed to finish closing (their CLOSE
+/// acknowledged by the clients): a little more than the transport's own 2 s linger.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 /// Code a secondary closes a session with when it refuses a relayed part: the client then sees
 /// the path lost (`ReadError::PathLost`) instead of waiting for bytes that will never come.
@@ -199,6 +204,16 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
         );
     }
     sessions.close_all();
+    // A closing session sends CLOSE on each path and lingers until the client acknowledged it
+    // (the transport waits up to 2 s). Closing the endpoint at once would discard a CLOSE not
+    // yet delivered, and a client that then also misses the QUIC CONNECTION_CLOSE (one packet,
+    // never repeated once this process is gone) would only notice at its idle timeout.
+    if tokio::time::timeout(CLOSE_GRACE, sessions.all_closed())
+        .await
+        .is_err()
+    {
+        debug!("sessions still closing after the grace period; closing the endpoint");
+    }
     listener.close(ErrorCode::NO_ERROR, "server shutting down");
     listener.closed().await;
     if let Some(server) = metrics_server {

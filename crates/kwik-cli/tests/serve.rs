@@ -642,6 +642,47 @@ async fn download_throughput() {
     assert!(server.terminate().success());
 }
 
+/// One download from a single server and the same download split between a primary and a
+/// secondary, all on this machine: run with `cargo test -p kwik-cli --test serve -- --ignored
+/// --nocapture split_download_throughput` (add `KWIK_TRANSPORT_STREAM_WINDOW=4MiB` etc. to vary
+/// `[transport]`, read by the servers and this client alike). Asserts the bytes, prints the
+/// rates; never asserts a speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement for docs/serve.md, prints throughputs"]
+async fn split_download_throughput() {
+    const SIZE: usize = 128 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    write_file(root.path(), "big.bin", SIZE);
+    let single = Server::start_self_signed(root.path(), &[], &[]);
+    let single_session = single.dial().await;
+    let (primary, secondary, split_session) = primary_and_secondary(root.path(), &[]).await;
+    for round in 0..3 {
+        for (name, session) in [("one server", &single_session), ("split", &split_session)] {
+            let started = std::time::Instant::now();
+            let mut stream = request_file(session, "big.bin", 0, SIZE, SIZE).await;
+            let mut received = 0;
+            while let Some(chunk) = bounded(stream.read_chunk(usize::MAX)).await.unwrap() {
+                received += chunk.len();
+            }
+            let elapsed = started.elapsed();
+            assert_eq!(received, SIZE);
+            println!(
+                "split_download_throughput: round {round} {name}: {} MiB in {:.2} s = {:.0} MiB/s",
+                SIZE >> 20,
+                elapsed.as_secs_f64(),
+                (SIZE >> 20) as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+    let json = status(&split_session).await;
+    assert_eq!(json["runtime"]["secondaries"][0]["parts"], 3, "{json}");
+    single_session.close(ErrorCode::NO_ERROR, "done");
+    split_session.close(ErrorCode::NO_ERROR, "done");
+    assert!(single.terminate().success());
+    assert!(primary.terminate().success());
+    assert!(secondary.terminate().success());
+}
+
 #[test]
 fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
     let no_tls = Command::new(env!("CARGO_BIN_EXE_kwik"))

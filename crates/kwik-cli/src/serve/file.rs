@@ -1,10 +1,11 @@
 //! The file service: `FILE <path> <offset> <len>` answers `OK <len> <size>\n` and then exactly
 //! bytes `[offset, offset + len)` of the file, streamed in pooled chunks.
 //!
-//! With secondaries ([`Secondaries`]) the primary splits a download: it relays to each secondary
-//! a *part* line `FILE <path> <offset> <len> <stream_offset>`, which the secondary answers by
-//! writing its bytes at `stream_offset` of the same stream (no `OK` line), while the primary
-//! writes the `OK` line and its own part, then finishes the stream at its full length.
+//! With secondaries ([`Secondaries`]) the primary splits a download into blocks dealt
+//! round-robin between the servers: it relays to each secondary a *part* line
+//! `FILE <path> <offset> <len> <stream_offset> <block> <stride>`, which the secondary answers by
+//! writing its blocks at their offsets of the same stream (no `OK` line), while the primary
+//! writes the `OK` line and its own blocks, then finishes the stream at its full length.
 
 use std::io::{self, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};

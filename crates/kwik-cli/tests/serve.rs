@@ -1,15 +1,18 @@
 //! `kwik serve` as a child process, driven over real KWIK sessions on 127.0.0.1: the HTTP
 //! routes, the response cache, `/metrics` (checked by promtool when installed), the file
-//! service, and a graceful SIGTERM during a 64 MiB download.
+//! service, a graceful SIGTERM during a 64 MiB download, and downloads split between a primary
+//! and a `--secondary`.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kwik_test_support::TestPki;
-use kwik_transport::{ClientConfig, ErrorCode, Session};
+use kwik_transport::{ClientConfig, ErrorCode, Observer, ReadError, Session};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,28 +24,50 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     metrics: SocketAddr,
-    pki: TestPki,
-    _certs: tempfile::TempDir,
+    /// The CA the server's certificate chains to; `None` with `--insecure-dev-self-signed`.
+    pki: Option<TestPki>,
+    _certs: Option<tempfile::TempDir>,
 }
 
 impl Server {
+    /// A server with a certificate from a fresh test CA.
     fn start(root: &Path) -> Self {
-        let pki = TestPki::generate().unwrap();
-        let certs = tempfile::tempdir().unwrap();
-        let pem = pki.write_pem(certs.path()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kwik"))
-            .arg("serve")
-            .arg("--listen=127.0.0.1:0")
-            .arg("--cert")
-            .arg(&pem.cert)
-            .arg("--key")
-            .arg(&pem.key)
+        Self::launch(root, Some(TestPki::generate().unwrap()), &[], &[])
+    }
+
+    /// A server with `--insecure-dev-self-signed`, extra arguments and environment.
+    fn start_self_signed(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(root, None, args, env)
+    }
+
+    fn launch(root: &Path, pki: Option<TestPki>, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kwik"));
+        command.arg("serve").arg("--listen=127.0.0.1:0");
+        let certs = match &pki {
+            Some(pki) => {
+                let certs = tempfile::tempdir().unwrap();
+                let pem = pki.write_pem(certs.path()).unwrap();
+                command
+                    .arg("--cert")
+                    .arg(&pem.cert)
+                    .arg("--key")
+                    .arg(&pem.key);
+                Some(certs)
+            }
+            None => {
+                command.arg("--insecure-dev-self-signed");
+                None
+            }
+        };
+        let mut child = command
             .arg("--root")
             .arg(root)
+            .args(args)
             .env("KWIK_METRICS_LISTEN", "127.0.0.1:0")
             .env("KWIK_LOGGING_LEVEL", "warn")
             // Room for the 64 MiB download of the SIGTERM test on a loaded machine.
             .env("KWIK_WORKER_POOL_SHUTDOWN_TIMEOUT", "120s")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -69,20 +94,33 @@ impl Server {
     }
 
     async fn dial(&self) -> Session {
+        self.dial_observed(None).await
+    }
+
+    /// Dials with the server's `[transport]` settings, reporting the session's path events to
+    /// `observer`.
+    async fn dial_observed(&self, observer: Option<Arc<dyn Observer>>) -> Session {
         // The server runs with `[transport]` of performance.toml, whose defaults (ALPN, packet
         // size) differ from the transport crate's: the client must use the same.
         let transport = kwik_config::PerformanceConfig::default()
             .with_env_overrides()
             .unwrap()
             .transport;
-        let config = ClientConfig::builder()
+        let mut config = ClientConfig::builder()
             .alpn([transport.alpn.into_bytes()])
             .max_packet_size(transport.max_packet_size.as_usize())
-            .stream_window(transport.stream_window.as_u64())
-            .add_root_certificate(self.pki.ca_cert())
-            .build()
-            .unwrap();
-        kwik_transport::dial(self.addr, &config).await.unwrap()
+            .stream_window(transport.stream_window.as_u64());
+        config = match &self.pki {
+            Some(pki) => config.add_root_certificate(pki.ca_cert()),
+            // Every self-signed server of a test is trusted, the secondaries included.
+            None => config.insecure_dev_skip_verification(true),
+        };
+        if let Some(observer) = observer {
+            config = config.observer(observer);
+        }
+        kwik_transport::dial(self.addr, &config.build().unwrap())
+            .await
+            .unwrap()
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -114,7 +152,9 @@ async fn http(session: &Session, request: &str, body: &[u8]) -> (u16, String, Ve
     let mut stream = session.open_stream().await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
-    stream.shutdown().await.unwrap();
+    // A `Connection: close` request may be answered, and the stream dropped by the server
+    // (STOP_SENDING), before the FIN goes out: FIN may be refused.
+    let _ = stream.shutdown().await;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -292,6 +332,269 @@ async fn sigterm_lets_a_64_mib_download_finish_then_exits_0() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Upper bound for waits that only fail when something is broken (never a timing assertion).
+const BOUND: Duration = Duration::from_secs(60);
+
+async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("operation finished in time")
+}
+
+/// The client's path additions, with a waiter.
+#[derive(Default)]
+struct PathEvents {
+    added: Mutex<Vec<SocketAddr>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Observer for PathEvents {
+    fn path_added(&self, _path_id: u64, remote: SocketAddr) {
+        self.added.lock().unwrap().push(remote);
+        self.notify.notify_waiters();
+    }
+}
+
+impl PathEvents {
+    /// Waits until the client added a path to `remote`.
+    async fn wait_added(&self, remote: SocketAddr) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.added.lock().unwrap().contains(&remote) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Writes `len` deterministic bytes to `root/name`; returns them.
+fn write_file(root: &Path, name: &str, len: usize) -> Vec<u8> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    std::fs::write(root.join(name), &data).unwrap();
+    data
+}
+
+/// Sends `FILE <name> <offset> <len>` on a new stream and checks the `OK` line.
+async fn request_file(
+    session: &Session,
+    name: &str,
+    offset: usize,
+    len: usize,
+    size: usize,
+) -> kwik_transport::Stream {
+    let mut stream = session.open_stream().await.unwrap();
+    let line = format!("FILE {name} {offset} {len}\n");
+    stream.write_all(line.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let header = format!("OK {len} {size}\n");
+    let mut head = vec![0; header.len()];
+    bounded(stream.read_exact(&mut head)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&head), header);
+    stream
+}
+
+/// Reads the rest of `stream` into `body` (at most `limit` bytes in all); returns how it ended.
+async fn read_body(
+    stream: &mut kwik_transport::Stream,
+    body: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), ReadError> {
+    bounded(async {
+        while body.len() < limit {
+            match stream.read_chunk(limit - body.len()).await? {
+                Some(chunk) => body.extend_from_slice(&chunk),
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// GET /api/status on `session`, as JSON.
+async fn status(session: &Session) -> serde_json::Value {
+    let (code, _, body) = get(session, "/api/status").await;
+    assert_eq!(code, 200);
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Starts a secondary (with `secondary_env`) and a primary with `--secondary` on the same
+/// root, dials the primary and waits until the client added the path to the secondary.
+async fn primary_and_secondary(
+    root: &Path,
+    secondary_env: &[(&str, &str)],
+) -> (Server, Server, Session) {
+    let secondary = Server::start_self_signed(root, &[], secondary_env);
+    let secondary_addr = secondary.addr.to_string();
+    let primary = Server::start_self_signed(root, &["--secondary", &secondary_addr], &[]);
+    let events = Arc::new(PathEvents::default());
+    let session = primary.dial_observed(Some(events.clone())).await;
+    bounded(events.wait_added(secondary.addr)).await;
+    (primary, secondary, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_serves_part_of_one_file_stream() {
+    // Not a multiple of anything: the parts are uneven by a byte.
+    const SIZE: usize = 3 * 1024 * 1024 + 4321;
+    let root = tempfile::tempdir().unwrap();
+    let data = write_file(root.path(), "shared.bin", SIZE);
+    let (primary, secondary, session) = primary_and_secondary(root.path(), &[]).await;
+    let secondary_addr = secondary.addr.to_string();
+
+    let mut stream = request_file(&session, "shared.bin", 0, SIZE, SIZE).await;
+    let mut body = Vec::with_capacity(SIZE);
+    read_body(&mut stream, &mut body, usize::MAX).await.unwrap();
+    assert_eq!(body.len(), SIZE);
+    assert_eq!(Sha256::digest(&body), Sha256::digest(&data));
+    drop(stream);
+
+    // The secondary sent its blocks over its own path.
+    let json = status(&session).await;
+    let runtime = &json["runtime"];
+    assert_eq!(runtime["paths"], 2, "{json}");
+    let listed = &runtime["secondaries"][0];
+    assert_eq!(listed["address"], secondary_addr.as_str());
+    assert_eq!(
+        (
+            &listed["added"],
+            &listed["failed"],
+            &listed["live"],
+            &listed["parts"]
+        ),
+        (&1.into(), &0.into(), &1.into(), &1.into()),
+        "{json}"
+    );
+    // Blocks of half the 1 MiB window, alternating from the primary on: the secondary has
+    // three of the seven, the primary the rest.
+    let secondary_bytes = listed["bytes"].as_u64().unwrap();
+    assert_eq!(secondary_bytes, 3 * 512 * 1024);
+    assert_eq!(json["files"]["downloads"], 1);
+    assert_eq!(
+        json["files"]["download_bytes"],
+        SIZE as u64 - secondary_bytes
+    );
+    let paths = session.paths();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let to_secondary = paths.iter().find(|p| p.remote == secondary.addr).unwrap();
+    assert!(
+        to_secondary.counters.bytes_received > secondary_bytes,
+        "{to_secondary:?}"
+    );
+
+    // The secondary saw an ordinary session (the client's path 1) and served one part.
+    let direct = secondary.dial().await;
+    let json = status(&direct).await;
+    assert_eq!(json["runtime"]["secondary_sessions"], 1, "{json}");
+    assert_eq!(json["runtime"]["sessions"], 2);
+    assert_eq!(json["files"]["parts"], 1);
+    assert_eq!(json["files"]["part_bytes"], secondary_bytes);
+    assert_eq!(json["files"]["downloads"], 0);
+    assert!(json["runtime"].get("secondaries").is_none());
+
+    direct.close(ErrorCode::NO_ERROR, "done");
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(primary.terminate().success());
+    assert!(secondary.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_secondary_fails_the_stream_and_a_retry_completes_the_file() {
+    const SIZE: usize = 4 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    let data = write_file(root.path(), "shared.bin", SIZE);
+    // Stopped, the secondary closes its sessions at once instead of draining them.
+    let (primary, secondary, session) =
+        primary_and_secondary(root.path(), &[("KWIK_WORKER_POOL_SHUTDOWN_TIMEOUT", "0s")]).await;
+
+    let mut stream = request_file(&session, "shared.bin", 0, SIZE, SIZE).await;
+    let mut body = Vec::with_capacity(SIZE);
+    // The secondary's blocks alternate with the primary's; its last one (3.5 MiB in) is beyond
+    // the 1 MiB window until the client read 2.5 MiB, so it is still to come when it stops.
+    read_body(&mut stream, &mut body, 64 * 1024).await.unwrap();
+    assert!(secondary.terminate().success());
+    let err = read_body(&mut stream, &mut body, usize::MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReadError::PathLost(_)), "{err:?}");
+    // The stream fails as soon as the bytes already received are read: a prefix of the file.
+    assert!(body.len() >= 64 * 1024 && body.len() < SIZE);
+    assert!(body == data[..body.len()], "prefix differs");
+    drop(stream);
+
+    // The client asks the primary for the rest. A retry relayed to the dead path before the
+    // primary heard of its removal fails the same way, so retry a bounded number of times.
+    for attempt in 0.. {
+        assert!(attempt < 3, "no complete retry in 3 attempts");
+        let got = body.len();
+        let mut stream = request_file(&session, "shared.bin", got, SIZE - got, SIZE).await;
+        match read_body(&mut stream, &mut body, usize::MAX).await {
+            Ok(()) => break,
+            Err(ReadError::PathLost(_)) => continue,
+            Err(err) => panic!("retry failed: {err:?}"),
+        }
+    }
+    assert_eq!(body.len(), SIZE);
+    assert_eq!(Sha256::digest(&body), Sha256::digest(&data));
+    let json = status(&session).await;
+    let listed = &json["runtime"]["secondaries"][0];
+    assert_eq!(
+        (&listed["lost"], &listed["live"]),
+        (&1.into(), &0.into()),
+        "{json}"
+    );
+    assert_eq!(json["runtime"]["paths"], 1);
+
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(primary.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_secondary_leaves_the_session_on_the_primary() {
+    let root = root_with_files();
+    // A bound UDP socket that never answers: the client's dial fails.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let data = write_file(root.path(), "data.bin", 256 * 1024);
+    let primary = Server::start_self_signed(
+        root.path(),
+        &["--secondary", &silent_addr],
+        &[("KWIK_TRANSPORT_HANDSHAKE_TIMEOUT", "500ms")],
+    );
+    let session = primary.dial().await;
+    let mut stream = request_file(&session, "data.bin", 0, data.len(), data.len()).await;
+    let mut body = Vec::new();
+    read_body(&mut stream, &mut body, usize::MAX).await.unwrap();
+    assert!(body == data, "download differs");
+    // The primary gives up waiting for the client's answer after twice its handshake timeout.
+    let json = bounded(async {
+        loop {
+            let json = status(&session).await;
+            if json["runtime"]["secondaries"][0]["failed"] == 1 {
+                break json;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(json["runtime"]["secondaries"][0]["added"], 0);
+    assert_eq!(json["runtime"]["paths"], 1);
+    session.close(ErrorCode::NO_ERROR, "done");
+    assert!(primary.terminate().success());
+    drop(silent);
+}
+
 /// Throughput of one FILE download over loopback, for docs/tuning.md: run with
 /// `cargo test -p kwik-cli --test serve -- --ignored --nocapture download_throughput`, varying
 /// `KWIK_TRANSPORT_*` (read by both the server and this client). Asserts the bytes, prints the
@@ -339,6 +642,47 @@ async fn download_throughput() {
     assert!(server.terminate().success());
 }
 
+/// One download from a single server and the same download split between a primary and a
+/// secondary, all on this machine: run with `cargo test -p kwik-cli --test serve -- --ignored
+/// --nocapture split_download_throughput` (add `KWIK_TRANSPORT_STREAM_WINDOW=4MiB` etc. to vary
+/// `[transport]`, read by the servers and this client alike). Asserts the bytes, prints the
+/// rates; never asserts a speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement for docs/serve.md, prints throughputs"]
+async fn split_download_throughput() {
+    const SIZE: usize = 128 * 1024 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    write_file(root.path(), "big.bin", SIZE);
+    let single = Server::start_self_signed(root.path(), &[], &[]);
+    let single_session = single.dial().await;
+    let (primary, secondary, split_session) = primary_and_secondary(root.path(), &[]).await;
+    for round in 0..3 {
+        for (name, session) in [("one server", &single_session), ("split", &split_session)] {
+            let started = std::time::Instant::now();
+            let mut stream = request_file(session, "big.bin", 0, SIZE, SIZE).await;
+            let mut received = 0;
+            while let Some(chunk) = bounded(stream.read_chunk(usize::MAX)).await.unwrap() {
+                received += chunk.len();
+            }
+            let elapsed = started.elapsed();
+            assert_eq!(received, SIZE);
+            println!(
+                "split_download_throughput: round {round} {name}: {} MiB in {:.2} s = {:.0} MiB/s",
+                SIZE >> 20,
+                elapsed.as_secs_f64(),
+                (SIZE >> 20) as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+    let json = status(&split_session).await;
+    assert_eq!(json["runtime"]["secondaries"][0]["parts"], 3, "{json}");
+    single_session.close(ErrorCode::NO_ERROR, "done");
+    split_session.close(ErrorCode::NO_ERROR, "done");
+    assert!(single.terminate().success());
+    assert!(primary.terminate().success());
+    assert!(secondary.terminate().success());
+}
+
 #[test]
 fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
     let no_tls = Command::new(env!("CARGO_BIN_EXE_kwik"))
@@ -365,6 +709,26 @@ fn a_certificate_choice_is_required_and_a_bad_config_exits_2() {
     let stderr = String::from_utf8_lossy(&bad_config.stderr);
     assert!(stderr.contains("ttl"), "{stderr}");
     assert!(bad_config.stdout.is_empty(), "nothing was started");
+}
+
+#[test]
+fn a_bad_secondary_address_is_a_usage_error() {
+    for bad in ["127.0.0.1", "127.0.0.1:0", ":4433"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_kwik"))
+            .args([
+                "serve",
+                "--insecure-dev-self-signed",
+                "--listen=127.0.0.1:0",
+                "--secondary",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--secondary"), "{stderr}");
+        assert!(output.stdout.is_empty(), "nothing was started");
+    }
 }
 
 #[test]

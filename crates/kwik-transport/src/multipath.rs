@@ -470,6 +470,15 @@ impl SessionInner {
             from.queue(Frame::RemovePath {
                 path_id: relay.path_id,
             });
+            // The server relayed because it expects that path to fill part of the stream; it
+            // never will, so the stream fails (PathLost) instead of waiting for it forever.
+            if let Ok(Some(stream)) = self.local_stream(relay.stream_id) {
+                let mut st = stream.lock();
+                if st.recv_lost.is_none() {
+                    st.recv_lost = Some(relay.path_id);
+                    st.wake_reader();
+                }
+            }
             return Ok(());
         };
         let Some(stream) = self.local_stream(relay.stream_id)? else {

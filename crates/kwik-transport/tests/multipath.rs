@@ -474,6 +474,30 @@ both_executors!(
     }
 );
 
+both_executors!(
+    a_relay_to_a_path_already_removed_fails_the_stream,
+    |exec| async move {
+        let cluster = Cluster::new(exec, 2).await;
+        let (path, secondary) = cluster.add(1).await;
+        let mut stream = cluster.client.open_stream().await.unwrap();
+        stream.write_all(b"GET").await.unwrap();
+        let incoming = bounded(cluster.primary.accept_stream()).await.unwrap();
+        // The client drops the path; the primary relays before REMOVE_PATH reaches it (the call
+        // follows at once, the frame needs a round through the network and the executor).
+        cluster.client.remove_path(path).unwrap();
+        cluster
+            .primary
+            .relay(path, incoming.id(), &b"part"[..])
+            .unwrap();
+        // The part will never come: the stream fails instead of waiting for it.
+        let err = bounded(stream.read_chunk(usize::MAX)).await.unwrap_err();
+        assert_eq!(err, ReadError::PathLost(path));
+        bounded(secondary.closed()).await;
+        drop((stream, incoming));
+        cluster.shutdown(vec![secondary]).await;
+    }
+);
+
 /// Opens a stream on `client`, echoes one message through `server`.
 async fn echo_over(client: &Session, server: &Session) {
     let mut stream = client.open_stream().await.unwrap();

@@ -1,8 +1,10 @@
 //! Picks a stream's service from its first bytes, and the echo service.
 //!
 //! An HTTP request line is recognised by its method token (`GET /…`); anything else must be a
-//! service line ending in `\n`: `ECHO` or `FILE <path> <offset> <len>`. A refused line is
-//! answered `ERR <code> <message>\n` and the stream is closed. docs/serve.md is the reference.
+//! service line ending in `\n`: `ECHO` or `FILE <path> <offset> <len> [<part>]`. A
+//! refused line is answered `ERR <code> <message>\n` and the stream is closed, except a refused
+//! part (a `FILE` line with a stream offset), which writes nothing: its bytes would land in the
+//! middle of another server's answer. docs/serve.md is the reference.
 
 use std::io;
 
@@ -13,6 +15,7 @@ use super::Services;
 use super::file::{self, FileRequest};
 use super::http::{self, HttpError};
 use super::path::PathError;
+use super::secondary::Secondaries;
 
 /// Longest service line accepted, `\n` included: room for a `FILE` line with a path of
 /// [`MAX_PATH_LEN`](super::path::MAX_PATH_LEN) bytes percent-encoded, and two 20-digit numbers.
@@ -26,8 +29,30 @@ const HTTP_METHODS: [&[u8]; 9] = [
 /// Size of the echo service's copy buffer.
 const ECHO_CHUNK: usize = 16 * 1024;
 
+/// What the services need from a stream besides its bytes: writing at an offset, for the parts
+/// of a download that several servers fill, and the id a primary relays part lines on.
+pub(crate) trait ServiceStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Moves the write offset forward to `offset`: the bytes before it are written by another
+    /// server ([`kwik_transport::Stream::set_write_offset`]).
+    fn set_write_offset(&mut self, offset: u64) -> io::Result<()>;
+
+    /// The stream's id if part lines can be relayed on it to other servers, `None` otherwise.
+    fn relay_id(&self) -> Option<u64>;
+}
+
+impl ServiceStream for kwik_transport::Stream {
+    fn set_write_offset(&mut self, offset: u64) -> io::Result<()> {
+        Self::set_write_offset(self, offset).map_err(io::Error::from)
+    }
+
+    fn relay_id(&self) -> Option<u64> {
+        // Only client-initiated streams (low bit 0) can be relayed (docs/protocol.md §11).
+        Some(self.id()).filter(|id| id & 1 == 0)
+    }
+}
+
 /// Why a stream ended without its service completing. Each refusal was answered on the stream
-/// (an `ERR` line or an HTTP error status) before it was closed.
+/// (an `ERR` line or an HTTP error status) before it was closed, except a refused part.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum ServeError {
@@ -37,6 +62,11 @@ pub(crate) enum ServeError {
     /// A service line or `FILE` request was refused.
     #[error("request refused: {0}")]
     Request(#[from] RequestError),
+    /// A part (`FILE` with a stream offset) was refused. Nothing was written: the caller should
+    /// end the session, so that the client sees the part's path lost instead of waiting for
+    /// bytes that will never come.
+    #[error("part refused: {0}")]
+    PartRefused(RequestError),
     /// An HTTP request was refused.
     #[error("http request refused: {0}")]
     Http(#[from] HttpError),
@@ -58,8 +88,8 @@ pub(crate) enum RequestError {
     /// No service line arrived within the request timeout.
     #[error("no service line within the request timeout")]
     Timeout,
-    /// `FILE` without exactly a path, an offset and a length.
-    #[error("expected FILE <path> <offset> <len>")]
+    /// `FILE` without a path, an offset, a length and optionally a part's placement.
+    #[error("expected FILE <path> <offset> <len> [<stream_offset> [<block> <stride>]]")]
     FileSyntax,
     /// The offset or the length is not a decimal integer that fits in 64 bits.
     #[error("{0} is not a decimal u64")]
@@ -67,6 +97,22 @@ pub(crate) enum RequestError {
     /// The path was refused or names no file.
     #[error("{0}")]
     Path(#[from] PathError),
+    /// A part's blocks do not tile its range: `block` is 0 or larger than `stride`.
+    #[error("part blocks of {block} bytes every {stride} bytes")]
+    BadBlocks {
+        /// Requested block size.
+        block: u64,
+        /// Requested stride.
+        stride: u64,
+    },
+    /// A part's `stream_offset + len` is past the largest stream offset (2^62 - 1).
+    #[error("part {stream_offset}+{len} ends past the largest stream offset")]
+    BadStreamOffset {
+        /// Requested stream offset.
+        stream_offset: u64,
+        /// Requested length.
+        len: u64,
+    },
     /// `[offset, offset + len)` does not lie within the file.
     #[error("range {offset}+{len} is outside the file of {size} bytes")]
     OutOfRange {
@@ -85,7 +131,9 @@ impl RequestError {
         match self {
             Self::UnknownService => "unknown-service",
             Self::LineTooLong => "line-too-long",
-            Self::Truncated | Self::FileSyntax | Self::BadNumber(_) => "bad-request",
+            Self::Truncated | Self::FileSyntax | Self::BadNumber(_) | Self::BadBlocks { .. } => {
+                "bad-request"
+            }
             Self::Timeout => "timeout",
             Self::Path(PathError::NoRoot | PathError::NotFound | PathError::OutsideRoot) => {
                 "not-found"
@@ -93,6 +141,7 @@ impl RequestError {
             Self::Path(PathError::Io(_)) => "io",
             Self::Path(_) => "bad-path",
             Self::OutOfRange { .. } => "out-of-range",
+            Self::BadStreamOffset { .. } => "bad-offset",
         }
     }
 }
@@ -108,9 +157,14 @@ enum Selected {
 
 /// Serves one stream to its end: reads the first bytes, runs the selected service, closes the
 /// stream. Bad input is answered on the stream and returned as an error; nothing panics.
-pub(crate) async fn serve_stream<S>(services: &Services, mut stream: S) -> Result<(), ServeError>
+/// `FILE` downloads are split with `secondaries` when given and live.
+pub(crate) async fn serve_stream<S>(
+    services: &Services,
+    mut stream: S,
+    secondaries: Option<&Secondaries>,
+) -> Result<(), ServeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: ServiceStream,
 {
     let mut buf = BytesMut::with_capacity(MAX_SERVICE_LINE);
     let selected =
@@ -124,15 +178,18 @@ where
         Selected::Http => http::serve(services, &mut stream, buf).await,
         Selected::Line(len) => {
             let line = buf.split_to(len);
-            match parse_line(&line) {
+            let part = is_part_line(&line);
+            let result = match parse_line(&line) {
                 Ok(Service::Echo) => echo(&mut stream, buf).await,
                 Ok(Service::File(request)) => {
-                    match file::serve(services, &mut stream, &request).await {
-                        Err(ServeError::Request(err)) => refuse(&mut stream, err).await,
-                        other => other,
-                    }
+                    file::serve(services, &mut stream, &request, secondaries).await
                 }
-                Err(err) => refuse(&mut stream, err).await,
+                Err(err) => Err(err.into()),
+            };
+            match result {
+                Err(ServeError::Request(err)) if part => Err(ServeError::PartRefused(err)),
+                Err(ServeError::Request(err)) => refuse(&mut stream, err).await,
+                other => other,
             }
         }
     }
@@ -211,6 +268,14 @@ fn parse_line(line: &[u8]) -> Result<Service, RequestError> {
     }
 }
 
+/// Whether `line` is a `FILE` line with the fields of a part, parsed or not.
+fn is_part_line(line: &[u8]) -> bool {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|line| line.trim_end_matches(['\r', '\n']).strip_prefix("FILE "))
+        .is_some_and(FileRequest::is_part)
+}
+
 /// Answers `ERR <code> <message>\n`, closes the stream and returns the refusal.
 async fn refuse<S>(stream: &mut S, err: RequestError) -> Result<(), ServeError>
 where
@@ -274,6 +339,17 @@ mod tests {
             (request.path.as_str(), request.offset, request.len),
             ("a b.bin", 10, 20)
         );
+        assert_eq!(request.part, None);
+        let Service::File(part) = parse_line(b"FILE a 10 20 4096\n").unwrap() else {
+            panic!("not a file request");
+        };
+        assert_eq!(
+            (part.offset, part.len, part.part.map(|p| p.stream_offset)),
+            (10, 20, Some(4096))
+        );
+        assert!(is_part_line(b"FILE a 10 20 4096\r\n"));
+        assert!(is_part_line(b"FILE a 10 20 -1\n"));
+        assert!(!is_part_line(b"FILE a 10 20\n"));
         assert!(matches!(
             parse_line(b"NOPE\n"),
             Err(RequestError::UnknownService)

@@ -1,7 +1,8 @@
 //! `kwik serve`: the demo server's services, one per KWIK stream.
 //!
 //! The first bytes of a stream pick its service ([`dispatch`]): HTTP/1.1 with keep-alive
-//! ([`http`]), echo, or a byte range of a file ([`file`]). docs/serve.md specifies the wire
+//! ([`http`]), echo, or a byte range of a file ([`file`]), split over secondary servers
+//! ([`secondary`]) when `--secondary` is given. docs/serve.md specifies the wire
 //! format. Everything here works over any `AsyncRead + AsyncWrite` stream, so it is tested over
 //! in-memory pipes; [`run`] plugs it into the streams of kwik-transport sessions.
 
@@ -12,6 +13,7 @@ mod metrics;
 mod observe;
 mod path;
 mod run;
+mod secondary;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,8 @@ use kwik_cache::BytesCache;
 use kwik_config::CacheConfig;
 use tokio::time::Instant;
 
+use self::file::FileCounters;
+
 pub(crate) use self::dispatch::serve_stream;
 pub(crate) use self::observe::{RequestObserver, Route, RouteCounters};
 pub(crate) use self::run::{ServeArgs, run};
@@ -35,6 +39,9 @@ pub(crate) use self::status::{RuntimeStatus, StatusSnapshot, StatusSource};
 /// sit idle between requests): long enough for a slow link, short enough that idle streams do
 /// not pile up.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default stream window assumed of clients: performance.toml's `[transport] stream_window`.
+pub(crate) const DEFAULT_STREAM_WINDOW: u64 = 1024 * 1024;
 
 /// Default size above which a static file is streamed from disk instead of cached: the cache
 /// holds pages and small assets, not downloads.
@@ -59,6 +66,9 @@ pub(crate) enum BuildError {
     /// `request_timeout(Duration::ZERO)`: every request would time out at once.
     #[error("request timeout must be greater than zero")]
     ZeroRequestTimeout,
+    /// `stream_window(0)`: no block of a split download would fit.
+    #[error("stream window must be greater than zero")]
+    ZeroStreamWindow,
 }
 
 /// What every stream's service shares: the root, the response cache, the chunk buffers, the
@@ -68,10 +78,12 @@ pub(crate) struct Services {
     cache: Option<BytesCache<PathBuf>>,
     buffers: BufferPool,
     counters: RouteCounters,
+    files: FileCounters,
     observer: Option<Arc<dyn RequestObserver>>,
     status: Option<Arc<dyn StatusSource>>,
     request_timeout: Duration,
     max_cached_file: u64,
+    stream_window: u64,
     started: Instant,
 }
 
@@ -84,6 +96,7 @@ pub(crate) struct ServicesBuilder {
     status: Option<Arc<dyn StatusSource>>,
     request_timeout: Duration,
     max_cached_file: u64,
+    stream_window: u64,
 }
 
 impl Services {
@@ -97,6 +110,7 @@ impl Services {
             status: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_cached_file: DEFAULT_MAX_CACHED_FILE,
+            stream_window: DEFAULT_STREAM_WINDOW,
         }
     }
 
@@ -107,6 +121,7 @@ impl Services {
             requests: self.counters.snapshot(),
             cache: self.cache.as_ref().map(|cache| cache.stats().into()),
             buffer: self.buffers.stats().into(),
+            files: self.files.snapshot(),
             runtime: self.status.as_ref().map(|source| source.runtime_status()),
         }
     }
@@ -166,10 +181,21 @@ impl ServicesBuilder {
         self
     }
 
+    /// The stream window clients use (`[transport] stream_window`): a download split over n
+    /// servers is cut into blocks of `stream_window / n` bytes, so that every server can send
+    /// at once within the client's credit. Default [`DEFAULT_STREAM_WINDOW`]; must be non-zero.
+    pub(crate) fn stream_window(mut self, bytes: u64) -> Self {
+        self.stream_window = bytes;
+        self
+    }
+
     /// Validates the settings and resolves the root to its canonical path.
     pub(crate) fn build(self) -> Result<Services, BuildError> {
         if self.request_timeout.is_zero() {
             return Err(BuildError::ZeroRequestTimeout);
+        }
+        if self.stream_window == 0 {
+            return Err(BuildError::ZeroStreamWindow);
         }
         let root = match self.root {
             None => None,
@@ -190,10 +216,12 @@ impl ServicesBuilder {
             cache: self.cache,
             buffers: self.buffers,
             counters: RouteCounters::default(),
+            files: FileCounters::default(),
             observer: self.observer,
             status: self.status,
             request_timeout: self.request_timeout,
             max_cached_file: self.max_cached_file,
+            stream_window: self.stream_window,
             started: Instant::now(),
         })
     }

@@ -108,6 +108,23 @@ pub(crate) fn percent_decode(raw: &str) -> Result<String, PathError> {
     String::from_utf8(out).map_err(|_| PathError::BadEscape)
 }
 
+/// Encodes `path` for a service line: every byte but ASCII letters, digits, `-._~` and `/` as
+/// `%XX`, so that [`percent_decode`] gives `path` back and the result holds no space.
+pub(crate) fn percent_encode(path: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(path.len());
+    for &byte in path.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    out
+}
+
 fn hex_digit(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
@@ -143,6 +160,16 @@ mod tests {
         assert!(matches!(percent_decode("/%2"), Err(PathError::BadEscape)));
         assert!(matches!(percent_decode("/%zz"), Err(PathError::BadEscape)));
         assert!(matches!(percent_decode("/%ff"), Err(PathError::BadEscape)));
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        for path in ["a/b.bin", "a b/%x+é.bin", "dir/über 1.txt"] {
+            let encoded = percent_encode(path);
+            assert!(!encoded.contains(' '), "{encoded}");
+            assert_eq!(percent_decode(&encoded).unwrap(), path);
+        }
+        assert_eq!(percent_encode("a b/c"), "a%20b/c");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ArgGroup;
@@ -22,10 +23,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::dispatch::ServeError;
 use super::metrics::{PrometheusObserver, TransportObserver, register_stats, route_labels};
+use super::secondary::{self, Cluster, Secondaries};
 use super::{
     DEFAULT_REQUEST_TIMEOUT, RuntimeStatus, Services, StatusSource, response_cache, serve_stream,
 };
+
+/// How long a shutdown waits for the sessions it closed to finish closing (their CLOSE
+/// acknowledged by the clients): a little more than the transport's own 2 s linger.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Code a secondary closes a session with when it refuses a relayed part: the client then sees
+/// the path lost (`ReadError::PathLost`) instead of waiting for bytes that will never come.
+const PART_REFUSED: ErrorCode = ErrorCode(ErrorCode::APPLICATION_BASE.0 + 1);
 
 /// Serve echo, file ranges and HTTP over KWIK streams (docs/serve.md).
 #[derive(Debug, clap::Args)]
@@ -50,6 +61,10 @@ pub(crate) struct ServeArgs {
     /// Directory served by FILE requests and HTTP static files. Default: none.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Another `kwik serve` with the same files (`host:port`, repeatable): every client is
+    /// asked to add a path to it, and FILE downloads are split with it. Default: none.
+    #[arg(long, value_name = "ADDR", num_args = 1.., value_parser = secondary::parse_address)]
+    secondary: Vec<String>,
 }
 
 /// Runs `kwik serve` to completion.
@@ -113,7 +128,8 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
         warn!("[profiling] enabled = true, but kwik was built without the `profiling` feature");
     }
 
-    let sessions = Arc::new(Sessions::default());
+    let cluster = Arc::new(Cluster::new(args.secondary.iter().cloned()));
+    let sessions = Arc::new(Sessions::new(cluster.clone()));
     let buffers = BufferPool::builder()
         .buffer_size(config.buffer_pool.buffer_size.as_usize())
         .max_pooled(config.buffer_pool.max_pooled)
@@ -123,6 +139,7 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
     let request_timeout = config.limits.idle_timeout.min(DEFAULT_REQUEST_TIMEOUT);
     let mut services = Services::builder(buffers)
         .request_timeout(request_timeout)
+        .stream_window(config.transport.stream_window.as_u64())
         .observer(Arc::new(PrometheusObserver::new(&metrics)))
         .status_source(sessions.clone());
     if let Some(cache) = response_cache(&config.cache).context("invalid [cache]")? {
@@ -143,13 +160,18 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
     let mut signals = ShutdownSignals::new()?;
     // Scripts and tests read this line to find the ephemeral port.
     println!("listening on {}", listener.local_addr());
-    info!(addr = %listener.local_addr(), root = ?args.root, "kwik serve started");
+    info!(
+        addr = %listener.local_addr(),
+        root = ?args.root,
+        secondaries = ?args.secondary,
+        "kwik serve started"
+    );
 
     let stop = CancellationToken::new();
     let streams = TaskTracker::new();
     let session_tasks = TaskTracker::new();
     tokio::select! {
-        () = accept_sessions(&listener, &sessions, &services, &stop, &streams, &session_tasks) => {}
+        () = accept_sessions(&listener, &sessions, &services, &cluster, &stop, &streams, &session_tasks) => {}
         signal = signals.recv() => info!(signal = signal?, "stopping: no new sessions or streams"),
     }
 
@@ -182,6 +204,16 @@ async fn serve(args: ServeArgs, config: PerformanceConfig) -> anyhow::Result<()>
         );
     }
     sessions.close_all();
+    // A closing session sends CLOSE on each path and lingers until the client acknowledged it
+    // (the transport waits up to 2 s). Closing the endpoint at once would discard a CLOSE not
+    // yet delivered, and a client that then also misses the QUIC CONNECTION_CLOSE (one packet,
+    // never repeated once this process is gone) would only notice at its idle timeout.
+    if tokio::time::timeout(CLOSE_GRACE, sessions.all_closed())
+        .await
+        .is_err()
+    {
+        debug!("sessions still closing after the grace period; closing the endpoint");
+    }
     listener.close(ErrorCode::NO_ERROR, "server shutting down");
     listener.closed().await;
     if let Some(server) = metrics_server {
@@ -228,16 +260,21 @@ async fn start_profiling(
 }
 
 /// Accepts sessions until the listener closes; each session's streams are served in `streams`.
+/// A session a client opened to this server (not one it opened as someone's secondary) is
+/// given paths to the secondaries of `cluster`.
 async fn accept_sessions(
     listener: &Listener,
     sessions: &Arc<Sessions>,
     services: &Arc<Services>,
+    cluster: &Arc<Cluster>,
     stop: &CancellationToken,
     streams: &TaskTracker,
     session_tasks: &TaskTracker,
 ) {
     while let Some(session) = listener.accept().await {
-        let id = sessions.add(session.clone());
+        let secondaries = (!cluster.is_empty() && !is_secondary_session(&session))
+            .then(|| Secondaries::start(cluster.clone(), session.clone(), stop, session_tasks));
+        let id = sessions.add(session.clone(), secondaries.clone());
         debug!(id, remote = ?session.remote_address(), "session accepted");
         let sessions = sessions.clone();
         let services = services.clone();
@@ -251,9 +288,16 @@ async fn accept_sessions(
                 };
                 let Ok(stream) = stream else { break };
                 let services = services.clone();
+                let secondaries = secondaries.clone();
+                let session = session.clone();
                 streams.spawn(async move {
-                    if let Err(err) = serve_stream(&services, stream).await {
-                        debug!(error = %err, "stream ended with an error");
+                    match serve_stream(&services, stream, secondaries.as_deref()).await {
+                        Ok(()) => {}
+                        Err(ServeError::PartRefused(err)) => {
+                            warn!(error = %err, "refused a relayed part; closing its session");
+                            session.close(PART_REFUSED, &format!("part refused: {err}"));
+                        }
+                        Err(err) => debug!(error = %err, "stream ended with an error"),
                     }
                 });
             }
@@ -357,36 +401,60 @@ fn load_pem(
     Ok((chain, key))
 }
 
+/// Whether `session` is a path that a client added to another server's session at that
+/// server's request: its path id, chosen by the client, is not 0 (docs/protocol.md §10).
+fn is_secondary_session(session: &Session) -> bool {
+    session.paths().first().is_some_and(|path| path.id != 0)
+}
+
 /// The sessions being served, for `/api/status` and for closing them at shutdown.
-#[derive(Default)]
 struct Sessions {
+    cluster: Arc<Cluster>,
     inner: Mutex<SessionTable>,
 }
 
 #[derive(Default)]
 struct SessionTable {
     next_id: u64,
-    live: Vec<(u64, Session)>,
+    live: Vec<LiveSession>,
+}
+
+struct LiveSession {
+    id: u64,
+    session: Session,
+    secondaries: Option<Arc<Secondaries>>,
 }
 
 impl Sessions {
-    fn add(&self, session: Session) -> u64 {
+    fn new(cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn add(&self, session: Session, secondaries: Option<Arc<Secondaries>>) -> u64 {
         let mut table = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let id = table.next_id;
         table.next_id += 1;
-        table.live.push((id, session));
+        table.live.push(LiveSession {
+            id,
+            session,
+            secondaries,
+        });
         id
     }
 
     fn remove(&self, id: u64) {
         let mut table = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        table.live.retain(|(live, _)| *live != id);
+        table.live.retain(|live| live.id != id);
     }
 
     fn close_all(&self) {
         let table = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        for (_, session) in &table.live {
-            session.close(ErrorCode::NO_ERROR, "server shutting down");
+        for live in &table.live {
+            live.session
+                .close(ErrorCode::NO_ERROR, "server shutting down");
         }
     }
 
@@ -399,17 +467,35 @@ impl Sessions {
 
     fn snapshot(&self) -> Vec<Session> {
         let table = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        table.live.iter().map(|(_, s)| s.clone()).collect()
+        table.live.iter().map(|live| live.session.clone()).collect()
     }
 }
 
 impl StatusSource for Sessions {
     fn runtime_status(&self) -> RuntimeStatus {
-        let sessions = self.snapshot();
+        let (sessions, secondaries): (Vec<Session>, Vec<Arc<Secondaries>>) = {
+            let table = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                table.live.iter().map(|live| live.session.clone()).collect(),
+                table
+                    .live
+                    .iter()
+                    .filter_map(|live| live.secondaries.clone())
+                    .collect(),
+            )
+        };
+        let secondaries = if self.cluster.is_empty() {
+            Vec::new()
+        } else {
+            self.cluster.status(secondaries.iter().map(Arc::as_ref))
+        };
+        let own_paths: u64 = sessions.iter().map(|s| s.paths().len() as u64).sum();
         RuntimeStatus {
             sessions: sessions.len() as u64,
             streams: sessions.iter().map(|s| s.stats().streams_active).sum(),
-            paths: sessions.iter().map(|s| s.paths().len() as u64).sum(),
+            paths: own_paths + secondaries.iter().map(|s| s.live).sum::<u64>(),
+            secondary_sessions: sessions.iter().filter(|s| is_secondary_session(s)).count() as u64,
+            secondaries,
         }
     }
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::observe::RouteCount;
+use super::secondary::SecondaryStatus;
 
 /// Supplies the runtime's part of the status (sessions, streams, paths). The
 /// binary implements it over the kwik runtime; the services only call it.
@@ -24,6 +25,8 @@ pub(crate) struct StatusSnapshot {
     pub(crate) cache: Option<CacheStatus>,
     /// The pool of chunk buffers used to stream files.
     pub(crate) buffer: BufferStatus,
+    /// `FILE` downloads and parts served.
+    pub(crate) files: FileStatus,
     /// The runtime's counters; absent when the services run without a runtime (unit tests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) runtime: Option<RuntimeStatus>,
@@ -36,8 +39,28 @@ pub(crate) struct RuntimeStatus {
     pub(crate) sessions: u64,
     /// Streams open now, over every session.
     pub(crate) streams: u64,
-    /// Paths open now, over every session.
+    /// Paths open now, over every session: each session's own connection, plus the paths to
+    /// secondaries its client added.
     pub(crate) paths: u64,
+    /// Sessions in which this server is a secondary: the client dialed it because a primary
+    /// asked (its path id is not 0).
+    pub(crate) secondary_sessions: u64,
+    /// The `--secondary` servers; absent without any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) secondaries: Vec<SecondaryStatus>,
+}
+
+/// The file service's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct FileStatus {
+    /// `FILE` downloads answered (`OK` line sent, range written).
+    pub(crate) downloads: u64,
+    /// File bytes this server sent for them (secondaries sent the rest).
+    pub(crate) download_bytes: u64,
+    /// Parts served for a primary's download (`FILE` with a stream offset).
+    pub(crate) parts: u64,
+    /// File bytes of those parts.
+    pub(crate) part_bytes: u64,
 }
 
 /// The response cache's counters ([`kwik_cache::Stats`]).

@@ -2,14 +2,16 @@
 //! the refusals of bad input.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kwik_buffer::BufferPool;
 use kwik_cache::BytesCache;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 
-use super::dispatch::ServeError;
+use super::dispatch::{RequestError, ServeError, ServiceStream};
 use super::http::{MAX_BODY, MAX_HEAD};
 use super::*;
 
@@ -55,6 +57,115 @@ fn services(root: &Path) -> Services {
         .unwrap()
 }
 
+/// A pipe has no offsets: the services never jump on a stream that cannot be relayed on.
+impl ServiceStream for DuplexStream {
+    fn set_write_offset(&mut self, _offset: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    fn relay_id(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A stream that reads a fixed request and records every write at its stream offset, as the
+/// client of a merged download would receive it.
+#[derive(Default)]
+struct Placed {
+    request: io::Cursor<Vec<u8>>,
+    /// `(stream offset, bytes)` of each write, in order.
+    writes: Vec<(u64, Vec<u8>)>,
+    offset: u64,
+    finished: bool,
+}
+
+impl Placed {
+    fn new(request: &[u8]) -> Self {
+        Self {
+            request: io::Cursor::new(request.to_vec()),
+            ..Self::default()
+        }
+    }
+
+    /// The written ranges, adjacent writes merged: `(start, bytes)`.
+    fn ranges(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut ranges: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (at, bytes) in &self.writes {
+            match ranges.last_mut() {
+                Some((start, data)) if *start + data.len() as u64 == *at => {
+                    data.extend_from_slice(bytes);
+                }
+                _ => ranges.push((*at, bytes.clone())),
+            }
+        }
+        ranges
+    }
+}
+
+impl AsyncRead for Placed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = io::Read::read(&mut self.request, buf.initialize_unfilled())?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Placed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        assert!(!self.finished, "write after finish");
+        let at = self.offset;
+        self.writes.push((at, buf.to_vec()));
+        self.offset += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.finished = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl ServiceStream for Placed {
+    fn set_write_offset(&mut self, offset: u64) -> io::Result<()> {
+        assert!(offset >= self.offset, "offsets only move forward");
+        self.offset = offset;
+        Ok(())
+    }
+
+    fn relay_id(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Serves `request` on a [`Placed`] stream.
+async fn placed(services: &Services, request: &[u8]) -> (Result<(), ServeError>, Placed) {
+    let mut stream = Placed::new(request);
+    let result = serve_stream(services, &mut stream, None).await;
+    (result, stream)
+}
+
+impl ServiceStream for &mut Placed {
+    fn set_write_offset(&mut self, offset: u64) -> io::Result<()> {
+        (**self).set_write_offset(offset)
+    }
+
+    fn relay_id(&self) -> Option<u64> {
+        None
+    }
+}
+
 /// Runs `client` against one served stream; returns the server's result and the client's.
 async fn with_stream<F, T>(
     services: &Services,
@@ -64,7 +175,7 @@ where
     F: Future<Output = T>,
 {
     let (client_end, server_end) = tokio::io::duplex(PIPE);
-    tokio::join!(serve_stream(services, server_end), client(client_end))
+    tokio::join!(serve_stream(services, server_end, None), client(client_end))
 }
 
 /// Writes `request`, finishes the write side, reads everything the server sends.
@@ -225,6 +336,82 @@ async fn file_refusals_are_err_lines() {
 }
 
 #[tokio::test]
+async fn a_part_is_written_at_its_stream_offset_without_an_ok_line() {
+    let fx = fixture();
+    let services = services(&fx.root);
+    let (result, stream) = placed(&services, b"FILE data.bin 1000 150000 777\n").await;
+    result.unwrap();
+    // One contiguous range from the stream offset on: the file's bytes, nothing before.
+    let ranges = stream.ranges();
+    assert_eq!(ranges.len(), 1);
+    assert_eq!(ranges[0].0, 777);
+    assert!(ranges[0].1 == fx.data[1000..151_000], "part bytes differ");
+    assert!(stream.finished);
+    let files = services.snapshot().files;
+    assert_eq!(
+        (files.parts, files.part_bytes, files.downloads),
+        (1, 150_000, 0)
+    );
+
+    // Blocks of 30 bytes every 70: each lands as far from the stream offset as it is from the
+    // range's first byte.
+    let (result, stream) = placed(&services, b"FILE data.bin 1000 100 500 30 70\n").await;
+    result.unwrap();
+    let ranges = stream.ranges();
+    assert_eq!(ranges.len(), 2);
+    assert_eq!((ranges[0].0, &ranges[0].1[..]), (500, &fx.data[1000..1030]));
+    assert_eq!((ranges[1].0, &ranges[1].1[..]), (570, &fx.data[1070..1100]));
+    assert!(stream.finished);
+    assert_eq!(services.snapshot().files.part_bytes, 150_060);
+
+    // A whole download on a stream that has offsets writes no jump: OK line, then the bytes.
+    let (result, stream) = placed(&services, b"FILE data.bin 0 10\n").await;
+    result.unwrap();
+    let ranges = stream.ranges();
+    assert_eq!(ranges.len(), 1);
+    assert_eq!(ranges[0].0, 0);
+    assert_eq!(
+        &ranges[0].1[..],
+        [b"OK 10 200000\n", &fx.data[..10]].concat()
+    );
+    assert!(stream.finished);
+    assert_eq!(services.snapshot().files.downloads, 1);
+}
+
+#[tokio::test]
+async fn a_refused_part_writes_nothing() {
+    let fx = fixture();
+    let services = services(&fx.root);
+    let cases: [(&[u8], &str); 6] = [
+        (b"FILE data.bin 0 10 4611686018427387900\n", "bad-offset"),
+        (b"FILE data.bin 0 10 0 6 5\n", "bad-request"),
+        (b"FILE data.bin 0 1 18446744073709551615\n", "bad-offset"),
+        (b"FILE data.bin 199999 2 100\n", "out-of-range"),
+        (b"FILE missing.bin 0 1 100\n", "not-found"),
+        (b"FILE data.bin 0 1 -5\n", "bad-request"),
+    ];
+    for (request, code) in cases {
+        let (result, stream) = placed(&services, request).await;
+        let Err(ServeError::PartRefused(err)) = result else {
+            panic!("{result:?} for {request:?}");
+        };
+        assert_eq!(err.code(), code, "{err} for {request:?}");
+        assert!(stream.writes.is_empty(), "{request:?} wrote something");
+        assert!(!stream.finished);
+    }
+    assert!(matches!(
+        placed(&services, b"FILE data.bin 0 10 4611686018427387900\n")
+            .await
+            .0,
+        Err(ServeError::PartRefused(RequestError::BadStreamOffset {
+            stream_offset: 4_611_686_018_427_387_900,
+            len: 10
+        }))
+    ));
+    assert_eq!(services.snapshot().files.parts, 0);
+}
+
+#[tokio::test]
 async fn service_line_bounds() {
     let fx = fixture();
     let services = services(&fx.root);
@@ -322,6 +509,7 @@ async fn status_includes_the_runtime_part_when_a_source_is_set() {
                 sessions: 3,
                 streams: 7,
                 paths: 4,
+                ..RuntimeStatus::default()
             }
         }
     }

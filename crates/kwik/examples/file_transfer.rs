@@ -276,7 +276,8 @@ async fn serve_session(session: Session, files: Arc<Files>) -> anyhow::Result<()
     .await
 }
 
-/// One request: `FILE` from a client, or `PART` relayed by a primary.
+/// One request: `FILE` from a client, or a part line (`FILE` with a stream offset, block and
+/// stride) relayed by a primary.
 async fn serve_stream(
     session: Session,
     mut stream: Stream,
@@ -305,36 +306,59 @@ async fn serve_stream(
             let header = format!("OK {len} {size}\n");
             stream.write_all(header.as_bytes()).await?;
             let base = header.len() as u64;
-            let split = Split {
-                file_offset: offset,
-                len,
-                base,
-                chunk: files.chunk,
-            };
-            let written = match path.filter(|_| split.chunks() > 1) {
+            let chunk = files.chunk;
+            let written = match path.filter(|_| len > chunk) {
                 Some(path) => {
-                    // The secondary's share travels as a request on this very stream.
-                    let part = format!("PART {name} {offset} {len} {base} {}\n", files.chunk);
-                    session.relay(path, stream.id(), part.into_bytes())?;
-                    let written = split.write(&mut file, &mut stream, Share::Even).await?;
+                    // The secondary's share (the odd chunks) travels as a request on this very
+                    // stream, in `kwik serve`'s part form (docs/serve.md), so a `kwik serve`
+                    // can be the secondary too.
+                    let odd = Split {
+                        file_offset: offset + chunk,
+                        len: len - chunk,
+                        stream_offset: base + chunk,
+                        block: chunk,
+                        stride: 2 * chunk,
+                    };
+                    session.relay(path, stream.id(), odd.part_line(name).into_bytes())?;
+                    let even = Split {
+                        file_offset: offset,
+                        len,
+                        stream_offset: base,
+                        block: chunk,
+                        stride: 2 * chunk,
+                    };
+                    let written = even.write(&mut file, &mut stream, chunk).await?;
                     // The stream ends after the secondary's chunks too.
                     stream.set_write_offset(base + len)?;
                     written
                 }
-                None => split.write(&mut file, &mut stream, Share::All).await?,
+                None => {
+                    let all = Split {
+                        file_offset: offset,
+                        len,
+                        stream_offset: base,
+                        block: len,
+                        stride: len,
+                    };
+                    all.write(&mut file, &mut stream, chunk).await?
+                }
             };
             files.written.fetch_add(written, Ordering::Relaxed);
         }
-        ["PART", name, offset, len, base, chunk] => {
+        ["FILE", name, offset, len, stream_offset, block, stride] => {
             let split = Split {
                 file_offset: offset.parse()?,
                 len: len.parse()?,
-                base: base.parse()?,
-                chunk: chunk.parse()?,
+                stream_offset: stream_offset.parse()?,
+                block: block.parse()?,
+                stride: stride.parse()?,
             };
-            ensure!(split.chunk > 0, "zero chunk size");
+            ensure!(
+                split.block > 0 && split.stride >= split.block,
+                "bad block layout"
+            );
             let mut file = tokio::fs::File::open(files.resolve(name)?).await?;
-            let written = split.write(&mut file, &mut stream, Share::Odd).await?;
+            let written = split.write(&mut file, &mut stream, files.chunk).await?;
             files.written.fetch_add(written, Ordering::Relaxed);
         }
         ["ECHO"] => return common::echo(stream).await,
@@ -355,55 +379,51 @@ async fn refuse(mut stream: Stream, code: &str, message: &str) -> anyhow::Result
     Ok(())
 }
 
-/// A file range laid out in a stream after a header: chunk `k` of the range goes at stream
-/// offset `base + k * chunk`.
+/// Where a server's share of a file range goes in the stream, as `kwik serve`'s part line
+/// describes it: blocks of `block` bytes every `stride` bytes of the range, block `j` read from
+/// `file_offset + j * stride` and written at `stream_offset + j * stride`.
 #[derive(Debug, Clone, Copy)]
 struct Split {
     file_offset: u64,
     len: u64,
-    base: u64,
-    chunk: u64,
-}
-
-/// Which chunks a server writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Share {
-    All,
-    Even,
-    Odd,
+    stream_offset: u64,
+    block: u64,
+    stride: u64,
 }
 
 impl Split {
-    fn chunks(&self) -> u64 {
-        self.len.div_ceil(self.chunk)
+    /// The request a primary relays for this share: `FILE <path> <offset> <len>
+    /// <stream_offset> <block> <stride>`.
+    fn part_line(&self, name: &str) -> String {
+        format!(
+            "FILE {name} {} {} {} {} {}\n",
+            self.file_offset, self.len, self.stream_offset, self.block, self.stride
+        )
     }
 
-    /// Writes this server's share of the chunks at their offsets; returns the bytes written.
+    /// Writes the blocks at their offsets, `buffer` bytes at a time; returns the bytes written.
     async fn write(
         &self,
         file: &mut tokio::fs::File,
         stream: &mut Stream,
-        share: Share,
+        buffer: u64,
     ) -> anyhow::Result<u64> {
-        let mut buf = vec![0u8; usize::try_from(self.chunk)?];
+        let mut buf = vec![0u8; usize::try_from(buffer.min(self.block).max(1))?];
         let mut written = 0;
-        for k in 0..self.chunks() {
-            let mine = match share {
-                Share::All => true,
-                Share::Even => k % 2 == 0,
-                Share::Odd => k % 2 == 1,
-            };
-            if !mine {
-                continue;
-            }
-            let start = k * self.chunk;
-            let n = self.chunk.min(self.len - start);
-            let buf = &mut buf[..usize::try_from(n)?];
+        let mut start = 0;
+        while start < self.len {
+            let end = (start + self.block).min(self.len);
             file.seek(SeekFrom::Start(self.file_offset + start)).await?;
-            file.read_exact(buf).await?;
-            stream.set_write_offset(self.base + start)?;
-            stream.write_all(buf).await?;
-            written += n;
+            stream.set_write_offset(self.stream_offset + start)?;
+            let mut at = start;
+            while at < end {
+                let n = usize::try_from((end - at).min(buf.len() as u64))?;
+                file.read_exact(&mut buf[..n]).await?;
+                stream.write_all(&buf[..n]).await?;
+                at += n as u64;
+            }
+            written += end - start;
+            start += self.stride;
         }
         Ok(written)
     }

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +16,7 @@ use crate::builder::{Overflow, PoolBuilder};
 use crate::error::{SubmitError, TrySubmitError};
 use crate::queue::{Refused, ShardQueue};
 use crate::stats::Stats;
-use crate::task::{Detached, Envelope, Job, JobHandle, RawTask, Reported};
+use crate::task::{Detached, Envelope, Job, JobHandle, Reported, Task};
 use crate::worker::{Shard, Shared};
 
 /// Fixed so that a key maps to the same shard in every pool of the same size (tests and logs
@@ -358,9 +357,9 @@ impl WorkerPool {
         let shard = self.shard_for(key);
         let (admission, job) = self.admit(shard, job).await?;
         let (id, timeout) = (job.id(), job.timeout());
-        let (task, rx) = Reported::new(job.execute(), Result::is_ok);
-        self.send(admission, Box::pin(task), timeout);
-        Ok(JobHandle::new(rx, Some(id)))
+        let (task, handle) = Reported::task(job.execute(), Result::is_ok, Some(id));
+        self.send(admission, task, timeout);
+        Ok(handle)
     }
 
     /// The shard (`0..workers`) that jobs submitted under `key` run on.
@@ -620,24 +619,23 @@ impl WorkerPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, rx) = Reported::new(job, |_: &F::Output| true);
-        self.send(admission, Box::pin(task), None);
-        JobHandle::new(rx, None)
+        let (task, handle) = Reported::task(job, |_: &F::Output| true, None);
+        self.send(admission, task, None);
+        handle
     }
 
     fn send_detached<F>(&self, admission: Admission<'_>, job: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.send(admission, Box::pin(Detached::new(job)), None);
+        self.send(
+            admission,
+            Task::Detached(Box::pin(Detached::new(job))),
+            None,
+        );
     }
 
-    fn send(
-        &self,
-        mut admission: Admission<'_>,
-        task: Pin<Box<dyn RawTask>>,
-        timeout: Option<Duration>,
-    ) {
+    fn send(&self, mut admission: Admission<'_>, task: Task, timeout: Option<Duration>) {
         let shared = &self.inner.shared;
         let queued_at = shared.observer.as_ref().map(|_| Instant::now());
         if let Some(bound) = admission.bound.take() {

@@ -1,12 +1,16 @@
-//! What travels through a shard queue: a boxed job plus how to report its end.
+//! What travels through a shard queue: a job plus how to report its end.
 
+use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::JobError;
@@ -58,25 +62,70 @@ pub trait Job: Send + 'static {
     fn execute(self) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send + 'static;
 }
 
-/// A type-erased job as a worker sees it.
+/// A type-erased fire-and-forget job as a worker sees it.
 pub(crate) trait RawTask: Send {
     /// Polls the job; `Ready(true)` when it succeeded, `Ready(false)` when it failed.
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool>;
-
-    /// Reports that the job will not produce a value (panic or timeout).
-    fn fail(self: Pin<&mut Self>, error: JobError);
 }
 
-/// One queue slot: the boxed job, its timeout override and, only when an observer wants queue
-/// wait times, when it was queued.
+/// A type-erased job with a result, as a worker sees it: shared with its [`JobHandle`].
+pub(crate) trait SharedTask: Send + Sync {
+    /// Polls the job; `Ready(true)` when it succeeded, `Ready(false)` when it failed. The
+    /// result is staged, not yet visible to the handle.
+    fn poll_run(&self, cx: &mut Context<'_>) -> Poll<bool>;
+
+    /// Stages `error` as the result: the job panicked or timed out.
+    fn fail(&self, error: JobError);
+
+    /// Drops the job and makes its result visible to the handle; a job that never staged one
+    /// reports `Cancelled` (it had started) or `PoolClosed` (it had not).
+    fn publish(&self);
+}
+
+/// What a queue slot holds.
+pub(crate) enum Task {
+    /// A fire-and-forget job (`execute`): the boxed job alone.
+    Detached(Pin<Box<dyn RawTask>>),
+    /// A job with a [`JobHandle`]: published when this is dropped, which the worker does after
+    /// recording the job in the stats and the observer, so that whoever awaits the handle sees
+    /// the job counted. A job dropped unrun (abort, shutdown deadline) tells its handle why.
+    Reported(Published),
+}
+
+impl Task {
+    pub(crate) fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match self {
+            Self::Detached(task) => task.as_mut().poll_run(cx),
+            Self::Reported(task) => task.0.poll_run(cx),
+        }
+    }
+
+    pub(crate) fn fail(&mut self, error: JobError) {
+        if let Self::Reported(task) = self {
+            task.0.fail(error);
+        }
+    }
+}
+
+/// The worker's reference to a reported job; publishes it when dropped.
+pub(crate) struct Published(Arc<dyn SharedTask>);
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        self.0.publish();
+    }
+}
+
+/// One queue slot: the job, its timeout override and, only when an observer wants queue wait
+/// times, when it was queued.
 pub(crate) struct Envelope {
-    pub(crate) task: Pin<Box<dyn RawTask>>,
+    pub(crate) task: Task,
     pub(crate) timeout: Option<Duration>,
     pub(crate) queued_at: Option<Instant>,
 }
 
 pin_project! {
-    /// A fire-and-forget job (`execute`, `spawn`): the only allocation is this box.
+    /// A fire-and-forget job (`execute`): the only allocation is this box.
     pub(crate) struct Detached<F> {
         #[pin]
         fut: F,
@@ -93,91 +142,135 @@ impl<F: Future<Output = ()> + Send> RawTask for Detached<F> {
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         self.project().fut.poll(cx).map(|()| true)
     }
-
-    fn fail(self: Pin<&mut Self>, _error: JobError) {}
 }
 
-pin_project! {
-    /// A job whose result goes to a [`JobHandle`]; `succeeded` classifies its output.
-    pub(crate) struct Reported<F: Future, C> {
-        #[pin]
-        fut: F,
-        report: Reporter<F::Output>,
-        succeeded: C,
-    }
+/// A job whose result goes to a [`JobHandle`]: the future and the result slot live in one
+/// allocation, shared by the worker (through [`Published`]) and the handle. Half the
+/// allocations of a boxed job plus a oneshot channel, and the memory is usually freed by the
+/// thread that allocated it (the handle's).
+pub(crate) struct Reported<F: Future, C> {
+    state: Mutex<ReportState<F>>,
+    /// Set once the result is visible; read by the handle without the lock.
+    published: AtomicBool,
+    waker: AtomicWaker,
+    /// Classifies the output as success (counted `completed`) or failure.
+    succeeded: C,
 }
 
-impl<F: Future, C> Reported<F, C> {
-    pub(crate) fn new(
-        fut: F,
-        succeeded: C,
-    ) -> (Self, oneshot::Receiver<Result<F::Output, JobError>>) {
-        let (tx, rx) = oneshot::channel();
-        let report = Reporter {
-            tx: Some(tx),
-            staged: None,
-            started: false,
-        };
-        (
-            Self {
-                fut,
-                report,
-                succeeded,
-            },
-            rx,
-        )
-    }
-}
-
-impl<F, C> RawTask for Reported<F, C>
-where
-    F: Future + Send,
-    F::Output: Send,
-    C: Fn(&F::Output) -> bool + Send,
-{
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let this = self.project();
-        this.report.started = true;
-        let output = std::task::ready!(this.fut.poll(cx));
-        let ok = (this.succeeded)(&output);
-        this.report.send(Ok(output));
-        Poll::Ready(ok)
-    }
-
-    fn fail(self: Pin<&mut Self>, error: JobError) {
-        self.project().report.send(Err(error));
-    }
-}
-
-/// The sending half of a job's result. The result is staged when the job ends and sent when
-/// the task is dropped, which the worker does after recording the job in the stats and the
-/// observer: whoever awaits the handle then sees the job counted. A job dropped before it
-/// reported (abort, shutdown deadline) tells its handle why.
-struct Reporter<T> {
-    tx: Option<oneshot::Sender<Result<T, JobError>>>,
-    staged: Option<Result<T, JobError>>,
+struct ReportState<F: Future> {
+    /// The job. Pinned where it is: it is polled in place and dropped in place (by setting
+    /// `None`), never moved.
+    fut: Option<F>,
+    result: Option<Result<F::Output, JobError>>,
     started: bool,
 }
 
-impl<T> Reporter<T> {
-    fn send(&mut self, result: Result<T, JobError>) {
-        if self.staged.is_none() {
-            self.staged = Some(result);
-        }
+impl<F, C> Reported<F, C>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    C: Fn(&F::Output) -> bool + Send + Sync + 'static,
+{
+    /// The task for the queue and the handle's end of it.
+    pub(crate) fn task(fut: F, succeeded: C, id: Option<u64>) -> (Task, JobHandle<F::Output>) {
+        let cell = Arc::new(Self {
+            state: Mutex::new(ReportState {
+                fut: Some(fut),
+                result: None,
+                started: false,
+            }),
+            published: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            succeeded,
+        });
+        let handle = JobHandle {
+            slot: cell.clone(),
+            id,
+        };
+        (Task::Reported(Published(cell)), handle)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReportState<F>> {
+        // A job that panicked while polled poisoned the lock; the state is still consistent
+        // (the panic is reported through `fail`).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl<T> Drop for Reporter<T> {
-    fn drop(&mut self) {
-        let result = self.staged.take().unwrap_or(Err(if self.started {
-            JobError::Cancelled
-        } else {
-            JobError::PoolClosed
-        }));
-        if let Some(tx) = self.tx.take() {
-            // The handle may have been dropped: the job was detached, nobody wants the result.
-            let _ = tx.send(result);
+impl<F, C> SharedTask for Reported<F, C>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    C: Fn(&F::Output) -> bool + Send + Sync + 'static,
+{
+    fn poll_run(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.lock();
+        state.started = true;
+        let Some(fut) = state.fut.as_mut() else {
+            // Already ended (not reachable: the worker polls until the first `Ready`).
+            return Poll::Ready(state.result.as_ref().is_some_and(Result::is_ok));
+        };
+        // SAFETY: `fut` lives in this `Arc`'s allocation, which never moves, and it is only ever
+        // dropped in place (`state.fut = None`), never moved out: the pinning guarantee holds.
+        let fut = unsafe { Pin::new_unchecked(fut) };
+        let output = std::task::ready!(fut.poll(cx));
+        let ok = (self.succeeded)(&output);
+        state.result = Some(Ok(output));
+        Poll::Ready(ok)
+    }
+
+    fn fail(&self, error: JobError) {
+        let mut state = self.lock();
+        if state.result.is_none() {
+            state.result = Some(Err(error));
         }
+    }
+
+    fn publish(&self) {
+        {
+            let mut state = self.lock();
+            if state.result.is_none() {
+                state.result = Some(Err(if state.started {
+                    JobError::Cancelled
+                } else {
+                    JobError::PoolClosed
+                }));
+            }
+            // A future that panicked may panic again when dropped: that must neither take the
+            // worker down nor keep the handle waiting. The guard lives outside the closure, so
+            // the lock is not poisoned.
+            let _ = catch_unwind(AssertUnwindSafe(|| state.fut = None));
+        }
+        self.published.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// The handle's view of a [`Reported`] job.
+trait ResultSlot<T>: Send + Sync {
+    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, JobError>>;
+}
+
+impl<F, C> ResultSlot<F::Output> for Reported<F, C>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    C: Fn(&F::Output) -> bool + Send + Sync + 'static,
+{
+    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JobError>> {
+        if !self.published.load(Ordering::Acquire) {
+            self.waker.register(cx.waker());
+            if !self.published.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        // Polled again after it returned its result: the value is gone.
+        Poll::Ready(
+            self.lock()
+                .result
+                .take()
+                .unwrap_or(Err(JobError::PoolClosed)),
+        )
     }
 }
 
@@ -198,18 +291,21 @@ impl<T> Drop for Reporter<T> {
 /// assert_eq!(boom.await, Err::<(), _>(JobError::Panicked));
 /// # }
 /// ```
-#[derive(Debug)]
 #[must_use = "a JobHandle does nothing unless awaited; drop it to detach the job"]
 pub struct JobHandle<T> {
-    rx: oneshot::Receiver<Result<T, JobError>>,
+    slot: Arc<dyn ResultSlot<T>>,
     id: Option<u64>,
 }
 
-impl<T> JobHandle<T> {
-    pub(crate) fn new(rx: oneshot::Receiver<Result<T, JobError>>, id: Option<u64>) -> Self {
-        Self { rx, id }
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
+}
 
+impl<T> JobHandle<T> {
     /// The id of a job submitted with [`submit_job`](crate::WorkerPool::submit_job); `None` for a
     /// plain future.
     ///
@@ -232,17 +328,10 @@ impl<T> JobHandle<T> {
 impl<T> Future for JobHandle<T> {
     type Output = Result<T, JobError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Outside tokio's cooperative budget: a finished job's result is taken at once. With the
-        // budget, a producer that keeps a window of handles was forced to yield every 128
-        // results, and in `pool_dispatch` that halved its throughput one run in two.
-        Pin::new(&mut tokio::task::unconstrained(&mut self.rx))
-            .poll(cx)
-            .map(|received| match received {
-                Ok(result) => result,
-                // Unreachable in practice (a Reporter always sends before it goes away), but a
-                // vanished sender can only mean the pool dropped the job unrun.
-                Err(_) => Err(JobError::PoolClosed),
-            })
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // No tokio cooperative budget is spent here: a finished job's result is taken at once.
+        // (Through a tokio oneshot, a producer keeping a window of handles was forced to yield
+        // every 128 results, and in `pool_dispatch` that halved its throughput one run in two.)
+        self.slot.poll_result(cx)
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::error::JobError;
 use crate::queue::ShardQueue;
 use crate::stats::{Outcome, PoolObserver, ShardCounters, SharedCounters};
-use crate::task::{Envelope, RawTask};
+use crate::task::{Envelope, Task};
 
 /// State shared by the pool handle and its workers. Dropping the last pool handle closes every
 /// shard, and the workers finish what is queued.
@@ -89,9 +89,7 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
     let started = shared.observer.as_ref().map(|_| Instant::now());
     counters.running.store(1, Ordering::Relaxed);
 
-    let run = CatchUnwind {
-        task: task.as_mut(),
-    };
+    let run = CatchUnwind { task: &mut task };
     let result = match timeout {
         // Arming the timer panics on a runtime built without `enable_time`: that must fail this
         // job, not kill the worker.
@@ -105,7 +103,7 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
         Ok(true) => Outcome::Completed,
         Ok(false) => Outcome::Failed,
         Err(error) => {
-            task.as_mut().fail(error);
+            task.fail(error);
             match error {
                 JobError::TimedOut | JobError::NoTimer => Outcome::TimedOut,
                 _ => Outcome::Panicked,
@@ -128,14 +126,14 @@ async fn run_job(envelope: Envelope, counters: &ShardCounters, shared: &Shared) 
 
 /// Polls a job, turning a panic into `Err(JobError::Panicked)`.
 struct CatchUnwind<'a> {
-    task: Pin<&'a mut dyn RawTask>,
+    task: &'a mut Task,
 }
 
 impl Future for CatchUnwind<'_> {
     type Output = Result<bool, JobError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let task = self.task.as_mut();
+        let task = &mut *self.task;
         match catch_unwind(AssertUnwindSafe(|| task.poll_run(cx))) {
             Ok(Poll::Ready(succeeded)) => Poll::Ready(Ok(succeeded)),
             Ok(Poll::Pending) => Poll::Pending,

@@ -310,6 +310,33 @@ async fn a_panicking_job_is_reported_and_its_worker_goes_on() {
     assert_eq!((stats.panicked, stats.completed), (2, 2));
 }
 
+/// A job that panics, then panics again when its future is dropped: the handle still learns
+/// `Panicked`, the worker survives both panics, and the next job of the shard runs.
+#[tokio::test]
+async fn a_job_that_panics_again_when_dropped_is_still_reported() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("destructor of a broken job");
+            }
+        }
+    }
+    let pool = WorkerPool::builder().workers(1).build().unwrap();
+    let guard = PanicOnDrop;
+    let boom = pool
+        .submit(0_u64, async move {
+            let _guard = &guard;
+            panic!("malformed frame");
+        })
+        .await
+        .unwrap();
+    let after = pool.submit(0_u64, async { "still alive" }).await.unwrap();
+    assert_eq!(boom.await, Err::<(), _>(JobError::Panicked));
+    assert_eq!(after.await, Ok("still alive"));
+    assert_eq!(pool.stats().panicked, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_job_past_its_timeout_is_dropped_and_counted() {
     let pool = WorkerPool::builder()

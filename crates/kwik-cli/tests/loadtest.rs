@@ -4,9 +4,9 @@
 
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{ChildStdout, Command, ExitStatus, Output, Stdio};
 
-use kwik_test_support::TestPki;
+use kwik_test_support::{ChildProcess, TestPki};
 use serde_json::Value;
 
 const KEYS: [&str; 11] = [
@@ -114,7 +114,7 @@ fn every_variant_reports_without_errors() {
 
 /// A running `kwik serve` on 127.0.0.1; killed on drop if a test failed before stopping it.
 struct Server {
-    child: Child,
+    child: ChildProcess,
     addr: SocketAddr,
     /// Kept open so that the server never writes into a closed pipe.
     _stdout: Lines<BufReader<ChildStdout>>,
@@ -141,27 +141,15 @@ impl Server {
             }
         };
         Self {
-            child,
+            child: ChildProcess::new(child),
             addr,
             _stdout: lines,
         }
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    fn terminate(mut self) -> ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn terminate(self) -> ExitStatus {
+        self.child.terminate()
     }
 }
 

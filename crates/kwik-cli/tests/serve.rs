@@ -7,11 +7,11 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kwik_test_support::TestPki;
+use kwik_test_support::{ChildProcess, TestPki};
 use kwik_transport::{ClientConfig, ErrorCode, Observer, ReadError, Session};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +21,7 @@ const LARGE_FILE: usize = 64 * 1024 * 1024;
 
 /// A running `kwik serve`; killed on drop if a test failed before stopping it.
 struct Server {
-    child: Child,
+    child: ChildProcess,
     addr: SocketAddr,
     metrics: SocketAddr,
     /// The CA the server's certificate chains to; `None` with `--insecure-dev-self-signed`.
@@ -85,7 +85,7 @@ impl Server {
             }
         }
         Self {
-            child,
+            child: ChildProcess::new(child),
             addr: addr.unwrap(),
             metrics: metrics.expect("no metrics line before the listening line"),
             pki,
@@ -124,20 +124,8 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn terminate(self) -> std::process::ExitStatus {
+        self.child.terminate()
     }
 }
 

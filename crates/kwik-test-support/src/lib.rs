@@ -62,10 +62,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod process;
 pub mod promtool;
 mod relay;
 mod tls;
 
+pub use process::ChildProcess;
 pub use relay::{
     Direction, LinkConditions, LinkStats, LossyRelay, RelayBuilder, RelayError, RelayStats,
 };

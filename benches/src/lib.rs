@@ -1,4 +1,5 @@
-//! Shared helpers for kwik's benchmarks: process memory readings and an allocation counter.
+//! Shared helpers for kwik's benchmarks: process readings (re-exported from kwik-metrics) and an
+//! allocation counter.
 //!
 //! Criterion suites live in `benches/benches/<area>.rs`; small bench binaries that print figures
 //! criterion cannot (peak RSS, bytes per entry) live in `src/bin/`. Every figure they print is
@@ -10,34 +11,7 @@ pub mod pool_dispatch;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Peak resident set size of this process in bytes (`VmHWM` in `/proc/self/status`).
-///
-/// Returns `None` where `/proc` is not available.
-pub fn peak_rss_bytes() -> Option<u64> {
-    proc_status_kib("VmHWM:").map(|kib| kib * 1024)
-}
-
-/// Current resident set size of this process in bytes (`VmRSS` in `/proc/self/status`).
-pub fn current_rss_bytes() -> Option<u64> {
-    proc_status_kib("VmRSS:").map(|kib| kib * 1024)
-}
-
-/// Resets the peak RSS watermark so that the next [`peak_rss_bytes`] reading covers only what
-/// follows (writes `5` to `/proc/self/clear_refs`). Returns whether the kernel accepted it.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
+pub use kwik_metrics::process::{cpu_seconds, current_rss_bytes, peak_rss_bytes, reset_peak_rss};
 
 /// A global allocator wrapper that counts allocations and live bytes.
 ///

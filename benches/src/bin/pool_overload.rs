@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use kwik_benches::pool_dispatch::{Dispatcher, Strategy};
-use kwik_benches::{current_rss_bytes, peak_rss_bytes};
+use kwik_benches::{cpu_seconds, current_rss_bytes, peak_rss_bytes};
 
 const DEFAULT_JOBS: u64 = 1_000_000;
 /// kwik-pool's default per-worker queue depth (the seed's "workers × 10").
@@ -69,21 +69,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// CPU time (user + system) this process has used so far, in seconds. On a loaded machine it is
-/// steadier than wall time: waiting for a core is not counted.
-fn cpu_seconds() -> anyhow::Result<f64> {
-    // SAFETY: getrusage only writes the struct we pass, which lives on our stack.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            bail!("getrusage failed: {}", std::io::Error::last_os_error());
-        }
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(secs(usage.ru_utime) + secs(usage.ru_stime))
-}
-
 /// Runs one strategy and prints `name jobs seconds cpu_seconds rss_before peak_rss` on one line.
 fn run_child(strategy: Strategy, args: &Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,9 +76,12 @@ fn run_child(strategy: Strategy, args: &Args) -> anyhow::Result<()> {
         .build()?;
     let dispatcher = Dispatcher::new(strategy, &runtime, args.workers, args.queue_capacity);
     let before = current_rss_bytes().context("no /proc")?;
-    let (start, cpu_start) = (Instant::now(), cpu_seconds()?);
+    let (start, cpu_start) = (Instant::now(), cpu_seconds().context("getrusage failed")?);
     dispatcher.run(&runtime, args.jobs);
-    let (secs, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds()? - cpu_start);
+    let (secs, cpu) = (
+        start.elapsed().as_secs_f64(),
+        cpu_seconds().context("getrusage failed")? - cpu_start,
+    );
     let peak = peak_rss_bytes().context("no /proc")?;
     println!(
         "{} {} {secs} {cpu} {before} {peak}",

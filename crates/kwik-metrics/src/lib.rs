@@ -44,7 +44,7 @@ mod latency;
 mod metrics;
 mod pool;
 #[cfg(target_os = "linux")]
-mod process;
+pub mod process;
 #[cfg(feature = "profiling")]
 mod profiling;
 mod proto;

@@ -1,4 +1,6 @@
-//! Process metrics read from `/proc/self` at scrape time (Linux).
+//! Process readings from the kernel (Linux): the `process_*` Prometheus families, read from
+//! `/proc/self` at scrape time, and the plain readings `kwik loadtest` and the bench binaries
+//! print ([`cpu_seconds`], [`current_rss_bytes`], [`peak_rss_bytes`], [`reset_peak_rss`]).
 //!
 //! prometheus' own `process` feature reports CPU time in whole seconds, which makes
 //! `rate(process_cpu_seconds_total[1m])` jump between 0 and 1; reading `/proc` here keeps the
@@ -19,6 +21,73 @@ const FAMILIES: [Family; 7] = [
     families::PROCESS_THREADS,
     families::PROCESS_START_TIME,
 ];
+
+/// CPU time (user + system) this process has used so far, in seconds (`getrusage`, microsecond
+/// resolution; `/proc/self/stat` counts 10 ms ticks). `None` if the kernel refuses.
+///
+/// # Examples
+///
+/// ```
+/// let before = kwik_metrics::process::cpu_seconds().unwrap();
+/// assert!(kwik_metrics::process::cpu_seconds().unwrap() >= before);
+/// ```
+pub fn cpu_seconds() -> Option<f64> {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct we pass, which lives on our stack.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
+/// Resident set size now, in bytes (`VmRSS` in `/proc/self/status`); `None` without `/proc`.
+///
+/// # Examples
+///
+/// ```
+/// assert!(kwik_metrics::process::current_rss_bytes().unwrap() > 0);
+/// ```
+pub fn current_rss_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// Peak resident set size since the process started or the last [`reset_peak_rss`], in bytes
+/// (`VmHWM` in `/proc/self/status`); `None` without `/proc`.
+///
+/// # Examples
+///
+/// ```
+/// use kwik_metrics::process::{current_rss_bytes, peak_rss_bytes};
+/// assert!(peak_rss_bytes().unwrap() >= current_rss_bytes().unwrap() / 2);
+/// ```
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+/// Resets the peak RSS watermark to the current RSS (writes `5` to `/proc/self/clear_refs`), so
+/// that the next [`peak_rss_bytes`] covers only what follows. Returns whether the kernel
+/// accepted it (some sandboxes refuse).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A `<field> <n> kB` line of `/proc/self/status`, in KiB.
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kib(&status, field)
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// One reading of the process' resources.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -147,6 +216,15 @@ impl Collector for ProcessCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_status_kib_fields() {
+        let status = "Name:\tkwik\nVmHWM:\t  20480 kB\nVmRSS:\t   4096 kB\nThreads:\t3\n";
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(20480));
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(4096));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+        assert_eq!(parse_status_kib("VmRSS: lots kB\n", "VmRSS:"), None);
+    }
 
     #[test]
     fn parses_stat_with_a_hostile_command_name() {

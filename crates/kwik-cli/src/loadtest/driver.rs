@@ -107,7 +107,7 @@ pub(crate) async fn run<T: Target>(
 ) -> anyhow::Result<Measured> {
     let runtime = tokio::runtime::Handle::current();
     let mut tasks_peak = runtime.metrics().num_alive_tasks();
-    let rss_before = probe::rss_bytes().unwrap_or(0);
+    let rss_before = probe::current_rss_bytes().unwrap_or(0);
     let counters = Arc::new(Counters::default());
     // HDR histograms (3 significant digits, up to 60 s), sharded so sessions rarely contend.
     let latencies = Arc::new(LatencyRecorder::new());
@@ -154,7 +154,7 @@ pub(crate) async fn run<T: Target>(
     };
 
     if workload.mode == Mode::Connect {
-        let rss_after = probe::rss_bytes().unwrap_or(0);
+        let rss_after = probe::current_rss_bytes().unwrap_or(0);
         measured.rss_per_session_bytes =
             (established > 0).then(|| rss_after.saturating_sub(rss_before) / established as u64);
         // Connecting is the whole workload: its CPU share is over the setup window.

@@ -1,51 +1,14 @@
-//! Process readings from `/proc`: CPU time, resident set size and its peak.
+//! Process readings (from kwik-metrics: CPU time, resident set size and its peak) and the
+//! windows and samplers the report is built from.
 //!
 //! Every figure `kwik loadtest` prints about the process comes from here, read from the kernel,
 //! never estimated.
 
-use std::fs;
 use std::time::Instant;
 
-/// CPU time (user + system) this process has used so far, in seconds, from `/proc/self/stat`.
-pub(crate) fn cpu_seconds() -> Option<f64> {
-    let stat = fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces: split after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
-}
-
-/// Resident set size now, in bytes (`VmRSS`).
-pub(crate) fn rss_bytes() -> Option<u64> {
-    status_kib("VmRSS:").map(|kib| kib * 1024)
-}
-
-/// Peak resident set size since the process started or [`reset_peak_rss`], in bytes (`VmHWM`).
-pub(crate) fn peak_rss_bytes() -> Option<u64> {
-    status_kib("VmHWM:").map(|kib| kib * 1024)
-}
-
-/// Resets the `VmHWM` watermark to the current RSS (`5` into `/proc/self/clear_refs`).
-/// Returns whether the kernel accepted it.
-pub(crate) fn reset_peak_rss() -> bool {
-    fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn status_kib(field: &str) -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
+pub(crate) use kwik_metrics::process::{
+    cpu_seconds, current_rss_bytes, peak_rss_bytes, reset_peak_rss,
+};
 
 /// CPU use of the whole process over a window: started with [`CpuWindow::start`], read with
 /// [`CpuWindow::percent`] (100% = one core busy for the whole window).
@@ -85,13 +48,13 @@ impl PeakTracker {
     pub(crate) fn start() -> Self {
         let watermark_reset = reset_peak_rss();
         Self {
-            sampled: rss_bytes().unwrap_or(0),
+            sampled: current_rss_bytes().unwrap_or(0),
             watermark_reset,
         }
     }
 
     pub(crate) fn sample(&mut self) {
-        if let Some(rss) = rss_bytes() {
+        if let Some(rss) = current_rss_bytes() {
             self.sampled = self.sampled.max(rss);
         }
     }
@@ -115,7 +78,7 @@ mod tests {
     fn readings_are_plausible() {
         let cpu = cpu_seconds().expect("/proc/self/stat is readable");
         assert!(cpu >= 0.0);
-        let rss = rss_bytes().expect("VmRSS is present");
+        let rss = current_rss_bytes().expect("VmRSS is present");
         let peak = peak_rss_bytes().expect("VmHWM is present");
         assert!(rss > 0 && peak >= rss / 2);
     }

@@ -53,9 +53,9 @@ fn hello() -> Bytes {
     })])
 }
 
-/// Connects with plain quinn, sends HELLO then `bad` (raw bytes), and returns the CLOSE code
-/// seen on the path stream and the QUIC application close code.
-async fn attack(pair: &Pair, bad: Bytes) -> (Option<u64>, u64) {
+/// A plain quinn client (its own endpoint) connected to the pair's listener, with the pair's
+/// TLS settings but no KWIK handshake: what a hostile or broken peer starts from.
+async fn raw_quic(pair: &Pair) -> (quinn::Endpoint, quinn::Connection) {
     let endpoint =
         quic::endpoint(quic::unspecified_for(pair.listener.local_addr()), 0, None).unwrap();
     let conn = endpoint
@@ -67,6 +67,13 @@ async fn attack(pair: &Pair, bad: Bytes) -> (Option<u64>, u64) {
         .unwrap()
         .await
         .unwrap();
+    (endpoint, conn)
+}
+
+/// Connects with plain quinn, sends HELLO then `bad` (raw bytes), and returns the CLOSE code
+/// seen on the path stream and the QUIC application close code.
+async fn attack(pair: &Pair, bad: Bytes) -> (Option<u64>, u64) {
+    let (endpoint, conn) = raw_quic(pair).await;
     // The server opens the path stream and speaks first: its HELLO, then, after the bad input,
     // its CLOSE.
     let (mut send, mut recv) = conn.accept_bi().await.unwrap();
@@ -232,17 +239,7 @@ both_executors!(malformed_input_closes_only_that_connection, hostile_cases);
 
 both_executors!(missing_hello_fails_the_handshake, |exec| async move {
     let pair = Pair::new(exec).await;
-    let endpoint =
-        quic::endpoint(quic::unspecified_for(pair.listener.local_addr()), 0, None).unwrap();
-    let conn = endpoint
-        .connect_with(
-            pair.client_config.quinn_client_config(),
-            pair.listener.local_addr(),
-            "localhost",
-        )
-        .unwrap()
-        .await
-        .unwrap();
+    let (endpoint, conn) = raw_quic(&pair).await;
     let (mut send, _recv) = conn.accept_bi().await.unwrap();
     send.write_all(&packet(&[Frame::Ping { nonce: 1 }]))
         .await
@@ -262,17 +259,7 @@ both_executors!(
     |exec| async move {
         let pair = Pair::new(exec).await;
         // A client that completes QUIC but never sends HELLO.
-        let endpoint =
-            quic::endpoint(quic::unspecified_for(pair.listener.local_addr()), 0, None).unwrap();
-        let stalled = endpoint
-            .connect_with(
-                pair.client_config.quinn_client_config(),
-                pair.listener.local_addr(),
-                "localhost",
-            )
-            .unwrap()
-            .await
-            .unwrap();
+        let (endpoint, stalled) = raw_quic(&pair).await;
         // A well-behaved client is accepted meanwhile.
         let (client, server) = tokio::join!(
             kwik_transport::dial(pair.listener.local_addr(), &pair.client_config),

@@ -40,39 +40,58 @@ fn fresh_vec() -> Vec<u8> {
     Vec::with_capacity(SIZE)
 }
 
+/// One competitor of `buffer_get_put`: take a written buffer from `take`, drop it.
+fn bench_get_put<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut take: impl FnMut() -> T,
+) {
+    group.bench_function(name, |b| b.iter(|| drop(black_box(take()))));
+}
+
+/// One competitor of `buffer_burst_256`: take `BURST` written buffers, then release them all.
+fn bench_burst<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut take: impl FnMut() -> T,
+) {
+    let mut held = Vec::with_capacity(BURST);
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            for _ in 0..BURST {
+                held.push(take());
+            }
+            black_box(&held);
+            held.clear();
+        });
+    });
+}
+
 fn get_put(c: &mut Criterion) {
     let mut group = c.benchmark_group("buffer_get_put");
     configure(&mut group);
     let pool = kwik_pool();
-    group.bench_function("kwik_buffer_pool", |b| {
-        b.iter(|| {
-            let mut buf = pool.get();
-            buf.put_u8(1);
-            drop(black_box(buf));
-        });
+    bench_get_put(&mut group, "kwik_buffer_pool", || {
+        let mut buf = pool.get();
+        buf.put_u8(1);
+        buf
     });
-    group.bench_function("bytesmut_alloc", |b| {
-        b.iter(|| {
-            let mut buf = BytesMut::with_capacity(SIZE);
-            buf.put_u8(1);
-            drop(black_box(buf));
-        });
+    bench_get_put(&mut group, "bytesmut_alloc", || {
+        let mut buf = BytesMut::with_capacity(SIZE);
+        buf.put_u8(1);
+        buf
     });
-    group.bench_function("vec_alloc", |b| {
-        b.iter(|| {
-            let mut buf = fresh_vec();
-            buf.push(1);
-            drop(black_box(buf));
-        });
+    bench_get_put(&mut group, "vec_alloc", || {
+        let mut buf = fresh_vec();
+        buf.push(1);
+        buf
     });
     let objects = object_pool::Pool::new(1, fresh_vec);
-    group.bench_function("object_pool_crate", |b| {
-        b.iter(|| {
-            let mut buf = objects.pull(fresh_vec);
-            buf.clear();
-            buf.push(1);
-            drop(black_box(buf));
-        });
+    bench_get_put(&mut group, "object_pool_crate", || {
+        let mut buf = objects.pull(fresh_vec);
+        buf.clear();
+        buf.push(1);
+        buf
     });
     group.finish();
 }
@@ -82,55 +101,27 @@ fn burst(c: &mut Criterion) {
     configure(&mut group);
     group.throughput(Throughput::Elements(BURST as u64));
     let pool = kwik_pool();
-    let mut held = Vec::with_capacity(BURST);
-    group.bench_function("kwik_buffer_pool", |b| {
-        b.iter(|| {
-            for _ in 0..BURST {
-                let mut buf = pool.get();
-                buf.put_u8(1);
-                held.push(buf);
-            }
-            black_box(&held);
-            held.clear();
-        });
+    bench_burst(&mut group, "kwik_buffer_pool", || {
+        let mut buf = pool.get();
+        buf.put_u8(1);
+        buf
     });
-    let mut held = Vec::with_capacity(BURST);
-    group.bench_function("bytesmut_alloc", |b| {
-        b.iter(|| {
-            for _ in 0..BURST {
-                let mut buf = BytesMut::with_capacity(SIZE);
-                buf.put_u8(1);
-                held.push(buf);
-            }
-            black_box(&held);
-            held.clear();
-        });
+    bench_burst(&mut group, "bytesmut_alloc", || {
+        let mut buf = BytesMut::with_capacity(SIZE);
+        buf.put_u8(1);
+        buf
     });
-    let mut held = Vec::with_capacity(BURST);
-    group.bench_function("vec_alloc", |b| {
-        b.iter(|| {
-            for _ in 0..BURST {
-                let mut buf = fresh_vec();
-                buf.push(1);
-                held.push(buf);
-            }
-            black_box(&held);
-            held.clear();
-        });
+    bench_burst(&mut group, "vec_alloc", || {
+        let mut buf = fresh_vec();
+        buf.push(1);
+        buf
     });
     let objects = object_pool::Pool::new(BURST, fresh_vec);
-    let mut held = Vec::with_capacity(BURST);
-    group.bench_function("object_pool_crate", |b| {
-        b.iter(|| {
-            for _ in 0..BURST {
-                let mut buf = objects.pull(fresh_vec);
-                buf.clear();
-                buf.push(1);
-                held.push(buf);
-            }
-            black_box(&held);
-            held.clear();
-        });
+    bench_burst(&mut group, "object_pool_crate", || {
+        let mut buf = objects.pull(fresh_vec);
+        buf.clear();
+        buf.push(1);
+        buf
     });
     group.finish();
 }

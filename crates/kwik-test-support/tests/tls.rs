@@ -36,24 +36,30 @@ async fn stop(server: Endpoint, client: Endpoint) {
     .unwrap();
 }
 
+/// Runs one handshake, `client` dialing `server` as `server_name`: what each side's connection
+/// attempt ended with (bounded by `GUARD`).
+async fn handshake(
+    server: &Endpoint,
+    client: &Endpoint,
+    server_name: &str,
+) -> (
+    Result<quinn::Connection, ConnectionError>,
+    Result<quinn::Connection, ConnectionError>,
+) {
+    let server_addr = server.local_addr().unwrap();
+    let accept = async { server.accept().await.unwrap().await };
+    let connect = async { client.connect(server_addr, server_name).unwrap().await };
+    tokio::time::timeout(GUARD, async { tokio::join!(accept, connect) })
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn trusted_handshake_negotiates_alpn() {
     let pki = TestPki::generate().unwrap();
     let (server, client) = endpoints(&pki, &pki);
-    let server_addr = server.local_addr().unwrap();
-
-    let accept = async { server.accept().await.unwrap().await.unwrap() };
-    let connect = async {
-        client
-            .connect(server_addr, SERVER_NAME)
-            .unwrap()
-            .await
-            .unwrap()
-    };
-    let (at_server, at_client) =
-        tokio::time::timeout(GUARD, async { tokio::join!(accept, connect) })
-            .await
-            .unwrap();
+    let (at_server, at_client) = handshake(&server, &client, SERVER_NAME).await;
+    let (at_server, at_client) = (at_server.unwrap(), at_client.unwrap());
 
     let data = at_client.handshake_data().unwrap();
     let data = data.downcast::<HandshakeData>().unwrap();
@@ -72,19 +78,9 @@ async fn trusted_handshake_negotiates_alpn() {
 async fn ip_address_is_a_valid_server_name() {
     let pki = TestPki::generate().unwrap();
     let (server, client) = endpoints(&pki, &pki);
-    let server_addr = server.local_addr().unwrap();
-
-    let accept = async { server.accept().await.unwrap().await.unwrap() };
-    let connect = async {
-        client
-            .connect(server_addr, "127.0.0.1")
-            .unwrap()
-            .await
-            .unwrap()
-    };
-    tokio::time::timeout(GUARD, async { tokio::join!(accept, connect) })
-        .await
-        .unwrap();
+    let (at_server, at_client) = handshake(&server, &client, "127.0.0.1").await;
+    at_server.unwrap();
+    at_client.unwrap();
 
     stop(server, client).await;
 }
@@ -94,20 +90,8 @@ async fn client_not_trusting_the_ca_fails_with_a_certificate_error() {
     let pki = TestPki::generate().unwrap();
     let stranger = TestPki::untrusted().unwrap();
     let (server, client) = endpoints(&pki, &stranger);
-    let server_addr = server.local_addr().unwrap();
-
-    let accept = async { server.accept().await.unwrap().await.unwrap_err() };
-    let connect = async {
-        client
-            .connect(server_addr, SERVER_NAME)
-            .unwrap()
-            .await
-            .unwrap_err()
-    };
-    let (at_server, at_client) =
-        tokio::time::timeout(GUARD, async { tokio::join!(accept, connect) })
-            .await
-            .unwrap();
+    let (at_server, at_client) = handshake(&server, &client, SERVER_NAME).await;
+    let (at_server, at_client) = (at_server.unwrap_err(), at_client.unwrap_err());
 
     let unknown_ca = TransportErrorCode::crypto(u8::from(AlertDescription::UnknownCA));
     match at_client {

@@ -139,6 +139,50 @@ impl<J> fmt::Debug for SubmitError<J> {
     }
 }
 
+/// Why [`WorkerPool::try_run_inline`](crate::WorkerPool::try_run_inline) returned no value.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunInlineError<F> {
+    /// The key's shard has jobs queued or running; the job is handed back, unrun, to be
+    /// submitted behind them.
+    #[error("worker pool shard is busy")]
+    Busy(F),
+    /// The pool was shut down or aborted; the job is handed back unrun.
+    #[error("worker pool is closed")]
+    Closed(F),
+    /// The job ran and panicked; the panic was caught and counted.
+    #[error("job panicked")]
+    Panicked,
+}
+
+impl<F> RunInlineError<F> {
+    /// Gives the job back, unless it ran.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_pool::RunInlineError;
+    /// assert_eq!(RunInlineError::Busy(3).into_inner(), Some(3));
+    /// assert_eq!(RunInlineError::<u8>::Panicked.into_inner(), None);
+    /// ```
+    pub fn into_inner(self) -> Option<F> {
+        match self {
+            Self::Busy(job) | Self::Closed(job) => Some(job),
+            Self::Panicked => None,
+        }
+    }
+}
+
+// Closures do not implement Debug: show the variant only.
+impl<F> fmt::Debug for RunInlineError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Busy(_) => f.write_str("Busy(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::Panicked => f.write_str("Panicked"),
+        }
+    }
+}
+
 /// Why a job accepted by the pool produced no value; the error of a
 /// [`JobHandle`](crate::JobHandle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -91,7 +91,9 @@ mod worker;
 
 pub use batcher::{Batcher, BatcherBuilder, BatcherStats};
 pub use builder::{MAX_QUEUE_CAPACITY, MAX_WORKERS, Overflow, PoolBuilder};
-pub use error::{BatcherError, BuildError, JobError, PipelineError, SubmitError, TrySubmitError};
+pub use error::{
+    BatcherError, BuildError, JobError, PipelineError, RunInlineError, SubmitError, TrySubmitError,
+};
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineOutput};
 pub use pool::{ShutdownReport, WorkerPool};
 pub use stats::{Outcome, PoolObserver, Stats};

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,9 +14,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::builder::{Overflow, PoolBuilder};
-use crate::error::{SubmitError, TrySubmitError};
+use crate::error::{RunInlineError, SubmitError, TrySubmitError};
 use crate::queue::{Refused, ShardQueue};
-use crate::stats::Stats;
+use crate::stats::{Outcome, Stats};
 use crate::task::{Detached, Envelope, Job, JobHandle, Reported, Task};
 use crate::worker::{Shard, Shared};
 
@@ -286,6 +287,78 @@ impl WorkerPool {
         let admission = self.try_admit(shard, job)?;
         self.send_detached(admission.0, admission.1);
         Ok(())
+    }
+
+    /// Runs `job` at once, on the calling thread, if the shard of `key` is idle: nothing queued
+    /// and no job running. Otherwise the job is handed back untouched, to be submitted.
+    ///
+    /// The caller then stands in for the shard's worker: while `job` runs, the shard's other
+    /// jobs queue behind it and its worker waits, so per-key order and the bound of one running
+    /// job per shard hold as if the worker had run it, and the job is counted and observed the
+    /// same way. What the worker would have cost, a queue slot and a wake-up, is saved: this is
+    /// the fast path for short synchronous jobs arriving sparsely, such as packets to decode.
+    /// A panic is caught and counted, as on a worker. There is no timeout (a synchronous call
+    /// cannot be cancelled), so keep such jobs short: a long one blocks the caller and its shard.
+    ///
+    /// # Errors
+    ///
+    /// [`RunInlineError::Busy`] (the shard has queued or running jobs) or
+    /// [`RunInlineError::Closed`] hand the job back; [`RunInlineError::Panicked`] says it ran
+    /// and panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kwik_pool::RunInlineError;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = kwik_pool::WorkerPool::builder().build().unwrap();
+    /// let decode = || 40 + 2;
+    /// let value = match pool.try_run_inline(7_u64, decode) {
+    ///     Ok(value) => value,
+    ///     // The shard is busy: queue the job behind the others of its key.
+    ///     Err(RunInlineError::Busy(job)) => {
+    ///         pool.submit(7_u64, async move { job() }).await.unwrap().await.unwrap()
+    ///     }
+    ///     Err(err) => panic!("{err}"),
+    /// };
+    /// assert_eq!((value, pool.stats().completed), (42, 1));
+    /// # }
+    /// ```
+    pub fn try_run_inline<K, F, R>(&self, key: K, job: F) -> Result<R, RunInlineError<F>>
+    where
+        K: Hash,
+        F: FnOnce() -> R,
+    {
+        let shared = &self.inner.shared;
+        let Shard { queue, counters } = &shared.shards[self.shard_for(key)];
+        match queue.try_claim_idle() {
+            Ok(()) => {}
+            Err(Refused::Full) => return Err(RunInlineError::Busy(job)),
+            Err(Refused::Closed) => return Err(RunInlineError::Closed(job)),
+        }
+        // Gives the shard back however the job ends, unwinding included.
+        struct Claim<'a>(&'a ShardQueue);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                self.0.release_claim();
+            }
+        }
+        let claim = Claim(queue);
+        let started = shared.observer.as_ref().map(|_| Instant::now());
+        counters.running.store(1, Ordering::Relaxed);
+        let result = catch_unwind(AssertUnwindSafe(job));
+        counters.running.store(0, Ordering::Relaxed);
+        let outcome = match result {
+            Ok(_) => Outcome::Completed,
+            Err(_) => Outcome::Panicked,
+        };
+        counters.record(outcome);
+        if let (Some(observer), Some(started)) = (&shared.observer, started) {
+            observer.on_job(Duration::ZERO, started.elapsed(), outcome);
+        }
+        drop(claim);
+        result.map_err(|_payload| RunInlineError::Panicked)
     }
 
     /// Submits an unkeyed job to the least-loaded shard (fewest queued plus running).

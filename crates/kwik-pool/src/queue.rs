@@ -12,6 +12,14 @@
 //!
 //! Reserving a slot is separate from pushing the job, so a job is only boxed once it is sure to
 //! be queued, and `try_submit` can hand the caller's job back untouched.
+//!
+//! The `ACTIVE` bit says a job of the shard is running: the worker's, or one a caller runs in
+//! place ([`ShardQueue::try_claim_idle`], for `WorkerPool::try_run_inline`). Whoever holds it is
+//! the only one running a job of the shard, which keeps per-key order when the jobs do not all
+//! run on the worker: a caller claims only an empty, inactive shard (nothing of its keys is
+//! queued or running, so nothing can be overtaken), and the worker claims the bit before it
+//! takes a job off the queue. The worker keeps the bit while its queue is not empty, so the
+//! busy path pays one claim per busy period, not per job.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -25,8 +33,12 @@ use tokio::sync::Notify;
 
 use crate::task::Envelope;
 
-/// The `state` bit set once the shard takes no more jobs; the other bits count reserved slots.
+/// The `state` bit set once the shard takes no more jobs.
 const CLOSED: usize = 1 << (usize::BITS - 1);
+/// The `state` bit held while a job of the shard runs (on its worker or on a caller).
+const ACTIVE: usize = 1 << (usize::BITS - 2);
+/// The `state` bits that count reserved slots.
+const SLOTS: usize = !(CLOSED | ACTIVE);
 
 /// Queued jobs preallocated per shard; a larger capacity grows the deque on demand.
 const PREALLOCATED: usize = 64;
@@ -41,7 +53,8 @@ pub(crate) enum Refused {
 }
 
 pub(crate) struct ShardQueue {
-    /// Slots reserved (queued jobs plus reservations not pushed yet), and the `CLOSED` bit.
+    /// Slots reserved (queued jobs plus reservations not pushed yet), and the `CLOSED` and
+    /// `ACTIVE` bits.
     state: CachePadded<AtomicUsize>,
     /// Submitters waiting for room.
     waiting: CachePadded<AtomicUsize>,
@@ -50,7 +63,8 @@ pub(crate) struct ShardQueue {
     capacity: usize,
     low_water: usize,
     jobs: Mutex<Jobs>,
-    /// Set by the worker when it parks on an empty queue; the next push wakes it.
+    /// Set by the worker when it parks (on an empty queue, or on a shard a caller holds); the
+    /// next push, or the caller's release, wakes it.
     parked: AtomicBool,
     worker: AtomicWaker,
     room: Notify,
@@ -83,7 +97,7 @@ impl ShardQueue {
 
     /// Slots reserved now (queued jobs, and reservations about to be pushed).
     pub(crate) fn len(&self) -> usize {
-        self.state.load(Ordering::Relaxed) & !CLOSED
+        self.state.load(Ordering::Relaxed) & SLOTS
     }
 
     /// The highest [`len`](Self::len) seen.
@@ -131,7 +145,7 @@ impl ShardQueue {
             if current & CLOSED != 0 {
                 return Err(Refused::Closed);
             }
-            if current >= limit {
+            if current & SLOTS >= limit {
                 return Err(Refused::Full);
             }
             match self.state.compare_exchange_weak(
@@ -145,8 +159,9 @@ impl ShardQueue {
             }
         }
         // Read first: the mark is rarely beaten, and a load does not take the cache line.
-        if current + 1 > self.high_water.load(Ordering::Relaxed) {
-            self.high_water.fetch_max(current + 1, Ordering::Relaxed);
+        let reserved = (current & SLOTS) + 1;
+        if reserved > self.high_water.load(Ordering::Relaxed) {
+            self.high_water.fetch_max(reserved, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -175,19 +190,35 @@ impl ShardQueue {
         }
     }
 
-    /// The next job; `None` once the shard is closed and every reserved slot has been taken.
-    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
-        if let Some(envelope) = self.pop() {
+    /// The next job, for the worker; `None` once the shard is closed, every reserved slot has
+    /// been taken and no caller runs a job of it. `active` says whether the worker holds the
+    /// `ACTIVE` bit: a job is only returned with the bit held, and the bit is given up before
+    /// the worker parks, so callers may run jobs in place while the shard is idle.
+    pub(crate) fn poll_pop(
+        &self,
+        cx: &mut Context<'_>,
+        active: &mut bool,
+    ) -> Poll<Option<Envelope>> {
+        if let Some(envelope) = self.pop_active(active) {
             return Poll::Ready(Some(envelope));
+        }
+        if *active {
+            self.state.fetch_and(!ACTIVE, Ordering::SeqCst);
+            *active = false;
         }
         if self.state.load(Ordering::SeqCst) == CLOSED {
             return Poll::Ready(None);
         }
         self.worker.register(cx.waker());
         self.parked.store(true, Ordering::SeqCst);
-        if let Some(envelope) = self.pop() {
+        if let Some(envelope) = self.pop_active(active) {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(Some(envelope));
+        }
+        if *active {
+            // Claimed, but the job is reserved and not pushed yet: its push will wake us.
+            self.state.fetch_and(!ACTIVE, Ordering::SeqCst);
+            *active = false;
         }
         // `close` sets the bit before it wakes: after registering, a second look cannot miss it.
         if self.state.load(Ordering::SeqCst) == CLOSED {
@@ -195,6 +226,57 @@ impl ShardQueue {
             return Poll::Ready(None);
         }
         Poll::Pending
+    }
+
+    /// Takes the next job with the `ACTIVE` bit held (claiming it if `active` is false and a
+    /// slot is reserved). `None` if nothing is queued, or if a caller holds the bit (its
+    /// release wakes the worker).
+    fn pop_active(&self, active: &mut bool) -> Option<Envelope> {
+        if !*active {
+            let mut current = self.state.load(Ordering::SeqCst);
+            loop {
+                if current & SLOTS == 0 || current & ACTIVE != 0 {
+                    return None;
+                }
+                match self.state.compare_exchange_weak(
+                    current,
+                    current | ACTIVE,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => current = actual,
+                }
+            }
+            *active = true;
+        }
+        self.pop()
+    }
+
+    /// Claims an idle shard for a job the caller runs in place: succeeds only when no slot is
+    /// reserved, no job runs, and the shard is open. Give it back with
+    /// [`release_claim`](Self::release_claim).
+    pub(crate) fn try_claim_idle(&self) -> Result<(), Refused> {
+        match self
+            .state
+            .compare_exchange(0, ACTIVE, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => Ok(()),
+            Err(current) if current & CLOSED != 0 => Err(Refused::Closed),
+            Err(_) => Err(Refused::Full),
+        }
+    }
+
+    /// Ends a caller's in-place job: drops the `ACTIVE` bit and wakes the worker if jobs were
+    /// queued meanwhile (it may have parked on the bit) or the shard was closed.
+    pub(crate) fn release_claim(&self) {
+        let before = self.state.fetch_and(!ACTIVE, Ordering::SeqCst);
+        if before & (SLOTS | CLOSED) != 0
+            && self.parked.load(Ordering::SeqCst)
+            && self.parked.swap(false, Ordering::SeqCst)
+        {
+            self.worker.wake();
+        }
     }
 
     /// Whether no job is queued or reserved (a hint: it may change at once).
@@ -209,7 +291,7 @@ impl ShardQueue {
     }
 
     fn release_slot(&self) {
-        let left = (self.state.fetch_sub(1, Ordering::SeqCst) & !CLOSED) - 1;
+        let left = (self.state.fetch_sub(1, Ordering::SeqCst) & SLOTS) - 1;
         if left == self.low_water && self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }

@@ -110,8 +110,9 @@ impl ShardCounters {
     }
 }
 
-/// Adds one to a counter that only its own worker writes: a plain load and store, cheaper than
-/// a locked read-modify-write, and exact because there is a single writer.
+/// Adds one to a shard's counter. Only the holder of the shard's `ACTIVE` bit writes them (its
+/// worker, or a caller running a job in place), and the bit's atomic hand-over orders the
+/// writers: a plain load and store, cheaper than a locked read-modify-write, and exact.
 fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }

@@ -70,6 +70,8 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
     let shard = &shared.shards[index];
     // Jobs run since the worker last parked.
     let mut streak = 0_u32;
+    // Whether this worker holds the shard's `ACTIVE` bit (see `ShardQueue::poll_pop`).
+    let mut active = false;
     loop {
         // A busy shard that runs dry first yields a few times (see IDLE_SPINS) before it parks.
         if streak >= BUSY_STREAK {
@@ -81,7 +83,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
         }
         let mut parked = false;
         let popped = poll_fn(|cx| {
-            let polled = shard.queue.poll_pop(cx);
+            let polled = shard.queue.poll_pop(cx, &mut active);
             parked |= polled.is_pending();
             polled
         })

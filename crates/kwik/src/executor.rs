@@ -1,11 +1,14 @@
 //! The worker pool behind the transport's executor seam.
 
-use kwik_pool::{SubmitError, WorkerPool};
+use kwik_pool::{RunInlineError, SubmitError, WorkerPool};
 use kwik_transport::{Executor, ExecutorClosed, PacketJob, Submit};
 
 /// Runs received packets on a [`WorkerPool`], one shard per path: the packets of a path are
 /// decoded one after another in arrival order, while paths spread over the workers, and a full
-/// shard makes the path reader wait (back-pressure through QUIC flow control to the peer). The
+/// shard makes the path reader wait (back-pressure through QUIC flow control to the peer).
+/// When a packet's shard is idle, the path reader decodes it in place of the shard's worker
+/// ([`WorkerPool::try_run_inline`]): same order and the same bound of one decode per shard at a
+/// time, without the queue hop and wake-up that cost sparse traffic latency and CPU. The
 /// pool key is the transport's executor key, unique per path in the process, so the paths of
 /// all sessions spread over the shards.
 ///
@@ -35,7 +38,16 @@ impl PoolExecutor {
     where
         F: FnOnce() + Send + 'static,
     {
-        // The common case: room in the shard, no allocation for the submission future.
+        // The common case with sparse packets: the shard is idle, so the reader decodes the
+        // packet itself, in the worker's stead (no queue slot, no wake-up, no task switch).
+        let work = match self.pool.try_run_inline(key, work) {
+            // A panic was caught and counted by the pool, as on a worker.
+            Ok(()) | Err(RunInlineError::Panicked) => return Submit::ready(Ok(())),
+            Err(RunInlineError::Closed(_)) => return Submit::ready(Err(ExecutorClosed)),
+            Err(RunInlineError::Busy(work)) => work,
+        };
+        // Queued behind the shard's other jobs; no allocation for the submission future while
+        // the shard has room.
         match self.pool.try_execute(key, async move { work() }) {
             Ok(()) => Submit::ready(Ok(())),
             Err(SubmitError::Closed(_)) => Submit::ready(Err(ExecutorClosed)),

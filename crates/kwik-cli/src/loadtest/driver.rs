@@ -10,6 +10,12 @@
 //! behind (a blocked write, a late timer) shows up in the latency instead of silently lowering
 //! the load (no coordinated omission). Bulk mode drops the schedule: every session keeps
 //! [`BULK_WINDOW`] messages in flight and latency runs from the actual write.
+//!
+//! Sending starts with a warm-up ([`Workload::warmup`]): the same load, echoed and checked, but
+//! not measured. It covers what a fresh crowd of sessions does once, whatever the transport:
+//! every session's stream opened and accepted, and the tail of a thousand handshakes'
+//! post-handshake traffic. Latency, achieved rate and CPU are of the window after it; errors and
+//! bytes count both.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,7 +86,10 @@ pub(crate) struct Workload {
     pub(crate) mode: Mode,
     pub(crate) connections: usize,
     pub(crate) rate: u32,
+    /// Measured sending time, after the warm-up.
     pub(crate) duration: Duration,
+    /// Sending time before the measured window (echo and bulk).
+    pub(crate) warmup: Duration,
     pub(crate) size: usize,
 }
 
@@ -89,6 +98,8 @@ pub(crate) struct Workload {
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
+    /// Echoes of messages sent in the measured window.
+    measured: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
 }
@@ -169,9 +180,9 @@ pub(crate) async fn run<T: Target>(
         return Ok(measured);
     }
 
-    let cpu = CpuWindow::start();
     let base = Instant::now();
-    let end = base + workload.duration;
+    let window_start = base + workload.warmup;
+    let end = window_start + workload.duration;
     let deadline = tokio::time::Instant::from_std(end + DRAIN);
     let per_session_interval = match workload.mode {
         Mode::Echo => Some(Duration::from_secs_f64(
@@ -199,9 +210,12 @@ pub(crate) async fn run<T: Target>(
                 service_line,
                 pacing,
                 size,
-                base,
-                end,
-                deadline,
+                Schedule {
+                    base,
+                    warmup: workload.warmup,
+                    end,
+                    deadline,
+                },
                 &counters,
                 &latencies,
             )
@@ -213,8 +227,12 @@ pub(crate) async fn run<T: Target>(
 
     progress.set_message(variant.to_owned());
     let mut ticker = tokio::time::interval(SAMPLE_EVERY);
+    let warmed_up = tokio::time::sleep_until(window_start.into());
+    tokio::pin!(warmed_up);
+    let mut cpu = None;
     loop {
         tokio::select! {
+            () = &mut warmed_up, if cpu.is_none() => cpu = Some(CpuWindow::start()),
             joined = running.join_next() => match joined {
                 Some(Ok(outcome)) => {
                     if let Some(err) = outcome {
@@ -230,25 +248,26 @@ pub(crate) async fn run<T: Target>(
             _ = ticker.tick() => {
                 peak.sample();
                 tasks_peak = tasks_peak.max(runtime.metrics().num_alive_tasks());
-                let elapsed = base.elapsed().min(workload.duration);
+                let elapsed = base.elapsed().min(workload.warmup + workload.duration);
                 progress.set_position(elapsed.as_millis() as u64);
             }
         }
     }
-    let window = base.elapsed().min(workload.duration).as_secs_f64();
-    measured.cpu_percent = cpu.percent();
-    progress.set_position(workload.duration.as_millis() as u64);
+    let window = window_start.elapsed().min(workload.duration).as_secs_f64();
+    measured.cpu_percent = cpu.map_or(0.0, |cpu| cpu.percent());
+    progress.set_position((workload.warmup + workload.duration).as_millis() as u64);
     target.shutdown().await;
     peak.sample();
 
     let sent = counters.sent.load(Ordering::Relaxed);
     let received = counters.received.load(Ordering::Relaxed);
+    let echoed_in_window = counters.measured.load(Ordering::Relaxed);
     measured.target_rate = match workload.mode {
         Mode::Echo => f64::from(workload.rate),
         _ => 0.0,
     };
     measured.achieved_rate = if window > 0.0 {
-        received as f64 / window
+        echoed_in_window as f64 / window
     } else {
         0.0
     };
@@ -273,20 +292,36 @@ enum Pacing {
     Window(Arc<Semaphore>),
 }
 
+/// When a session sends.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// The start of sending; messages carry their send time relative to it.
+    base: Instant,
+    /// Messages sent earlier than this after `base` are not measured.
+    warmup: Duration,
+    /// The end of sending.
+    end: Instant,
+    /// Replies later than this count as lost.
+    deadline: tokio::time::Instant,
+}
+
 /// One session: opens its stream, selects the echo service with `service_line` (if not
 /// empty), sends and receives until the window ends, drains.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn drive<T: Target>(
     session: &T::Session,
     service_line: &[u8],
     pacing: Pacing,
     size: usize,
-    base: Instant,
-    end: Instant,
-    deadline: tokio::time::Instant,
+    schedule: Schedule,
     counters: &Counters,
     latencies: &LatencyRecorder,
 ) -> SessionOutcome {
+    let Schedule {
+        base,
+        warmup,
+        end,
+        deadline,
+    } = schedule;
     let mut first_error = None;
     let channel = match T::open(session).await {
         Ok(channel) => channel,
@@ -312,7 +347,7 @@ async fn drive<T: Target>(
     );
     let receive = tokio::time::timeout_at(
         deadline,
-        receive_loop(reader, size, base, window, latencies, counters),
+        receive_loop(reader, size, (base, warmup), window, latencies, counters),
     );
     let (sent, received) = tokio::join!(send, receive);
     for (what, result) in [("send", sent), ("receive", received)] {
@@ -367,10 +402,12 @@ async fn send_loop(
     writer.shutdown().await
 }
 
+/// Reads the echoes; `(base, warmup)`: messages sent before `base + warmup` are checked and
+/// counted but not measured.
 async fn receive_loop(
     mut reader: Reader,
     size: usize,
-    base: Instant,
+    (base, warmup): (Instant, Duration),
     window: Option<Arc<Semaphore>>,
     latencies: &LatencyRecorder,
     counters: &Counters,
@@ -392,7 +429,10 @@ async fn receive_loop(
         }
         let now = base.elapsed();
         let sent_at = read_stamp(&message)?;
-        latencies.record(now.saturating_sub(sent_at), true);
+        if sent_at >= warmup {
+            latencies.record(now.saturating_sub(sent_at), true);
+            counters.measured.fetch_add(1, Ordering::Relaxed);
+        }
         counters.received.fetch_add(1, Ordering::Relaxed);
         counters.bytes.fetch_add(size as u64, Ordering::Relaxed);
         if let Some(permits) = &window {

@@ -55,9 +55,13 @@ pub(crate) struct LoadtestArgs {
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RATE)))]
     rate: u32,
-    /// How long to send, e.g. `10s`, `500ms`, `1m`.
+    /// How long to send and measure, after the warm-up, e.g. `10s`, `500ms`, `1m`.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// How long to send first without measuring (echo and bulk), e.g. `1s`, `0s`: the sessions'
+    /// first streams and the end of their handshakes' traffic are not the steady state.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
     /// Message size in bytes (at least 8: each message carries its send time).
     #[arg(long, default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(i64::from(MIN_SIZE)..=i64::from(MAX_SIZE)))]
@@ -188,6 +192,9 @@ pub(crate) fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     if args.duration.is_zero() || args.duration > MAX_DURATION {
         bail!("--duration must be between 1ms and {MAX_DURATION:?}");
     }
+    if args.warmup > MAX_DURATION {
+        bail!("--warmup must be at most {MAX_DURATION:?}");
+    }
     let mut config = match &args.config {
         Some(path) => PerformanceConfig::load(path)?,
         None => PerformanceConfig::default(),
@@ -270,19 +277,30 @@ fn variants(args: &LoadtestArgs, config: &PerformanceConfig) -> Vec<Variant> {
     variants
 }
 
+/// How the report header names the warm-up.
+fn warmup_note(warmup: Duration) -> String {
+    if warmup.is_zero() {
+        String::new()
+    } else {
+        format!(" after {} of warm-up", humantime::format_duration(warmup))
+    }
+}
+
 /// Prints the table (and the first error of each variant that had one), writes `--json`.
 fn finish(args: &LoadtestArgs, server: &Server, runs: &[Measured]) -> anyhow::Result<()> {
     let shape = match args.mode {
         Mode::Echo => format!(
-            "echo, {} msg/s, {} B messages, {}",
+            "echo, {} msg/s, {} B messages, {}{}",
             args.rate,
             args.size,
-            humantime::format_duration(args.duration)
+            humantime::format_duration(args.duration),
+            warmup_note(args.warmup)
         ),
         Mode::Bulk => format!(
-            "bulk, {} B messages, {}",
+            "bulk, {} B messages, {}{}",
             args.size,
-            humantime::format_duration(args.duration)
+            humantime::format_duration(args.duration),
+            warmup_note(args.warmup)
         ),
         Mode::Connect => "connect".to_owned(),
     };
@@ -350,9 +368,13 @@ fn run_in_process(
         connections: args.connections as usize,
         rate: args.rate,
         duration: args.duration,
+        warmup: match args.mode {
+            Mode::Connect => Duration::ZERO,
+            Mode::Echo | Mode::Bulk => args.warmup,
+        },
         size: args.size as usize,
     };
-    let progress = progress_bar(args.duration);
+    let progress = progress_bar(workload.warmup + workload.duration);
     let measured = runtime.block_on(async {
         let peak = probe::PeakTracker::start();
         match (variant, server) {

@@ -522,7 +522,7 @@ unsafe fn count_freed(pool: *const Inner, n: usize) {
 struct Inner {
     id: u64,
     /// A weak reference to itself, handed to thread caches.
-    this: Weak<Inner>,
+    this: Weak<Self>,
     buffer_size: usize,
     max_pooled: usize,
     thread_cache: usize,
@@ -544,6 +544,10 @@ struct Inner {
 
 struct FreeList {
     /// Reclaimed buffers, ready to hand out. LIFO: the most recently used is warmest in cache.
+    #[expect(
+        clippy::vec_box,
+        reason = "a buffer travels as its box: moves are one pointer"
+    )]
     ready: Vec<Box<BytesMut>>,
     /// Handles whose storage frozen `Bytes` may still reference. FIFO: the oldest is the most
     /// likely to have been released.
@@ -554,6 +558,10 @@ struct FreeList {
 struct LocalCache {
     /// Weak, so that an empty thread cache never keeps a pool alive.
     pool: Weak<Inner>,
+    #[expect(
+        clippy::vec_box,
+        reason = "a buffer travels as its box: moves are one pointer"
+    )]
     ready: Vec<Box<BytesMut>>,
     frozen: VecDeque<Box<BytesMut>>,
     /// Budget slots this thread holds beyond the buffers it caches (each cached buffer holds
@@ -855,7 +863,12 @@ impl Inner {
     /// A frozen handle, or a ready buffer that finds this thread's cache full. Returns how many
     /// buffers were freed because the pool closed.
     #[cold]
-    fn put_cached_slow(&self, cache: &mut LocalCache, mut buf: Box<BytesMut>, ready: bool) -> usize {
+    fn put_cached_slow(
+        &self,
+        cache: &mut LocalCache,
+        mut buf: Box<BytesMut>,
+        ready: bool,
+    ) -> usize {
         buf.clear();
         let held = if ready {
             cache.ready.len()
@@ -1288,6 +1301,100 @@ mod tests {
         let shared = pool.inner.with_shared(|s| s.ready.len() + s.frozen.len());
         assert_eq!(shared, 0);
         assert_eq!((pool.stats().misses, pool.stats().pooled), (1, 1));
+    }
+
+    /// Whether the pool behind `weak` has been freed.
+    fn freed(weak: &Weak<Inner>) -> bool {
+        weak.upgrade().is_none()
+    }
+
+    #[test]
+    fn dropping_the_last_handle_frees_the_pool_and_its_buffers() {
+        for thread_cache in [0, 4] {
+            let pool = pool(64, 8, thread_cache);
+            let weak = pool.inner.this.clone();
+            let clone = pool.clone();
+            drop((pool.get(), pool.get()));
+            let mut buf = pool.get();
+            buf.put_u8(1);
+            let frozen = buf.freeze();
+            drop(pool);
+            assert!(!freed(&weak), "a handle is left");
+            assert_eq!(clone.stats().pooled, 2);
+            drop(clone);
+            // This thread's cache and the shared list went with the last handle; the frozen
+            // handle too, and its `Bytes` still reads.
+            assert!(freed(&weak));
+            assert_eq!(&frozen[..], &[1]);
+        }
+    }
+
+    #[test]
+    fn an_outstanding_buffer_keeps_a_dropped_pool_until_it_returns() {
+        let pool = pool(64, 8, 4);
+        let weak = pool.inner.this.clone();
+        let held = pool.get();
+        let mut grown = pool.get();
+        grown.extend_from_slice(&[1; 100]);
+        drop(pool);
+        assert!(!freed(&weak));
+        let bytes = grown.freeze();
+        assert!(!freed(&weak));
+        // Returned to a closed pool: freed, and with it the pool. No cache is created for it.
+        std::thread::spawn(move || drop(held))
+            .join()
+            .expect("no panic");
+        assert!(freed(&weak));
+        assert_eq!(bytes.len(), 100);
+    }
+
+    #[test]
+    fn another_threads_cache_keeps_a_dropped_pool_until_that_thread_exits() {
+        let pool = pool(64, 8, 4);
+        let weak = pool.inner.this.clone();
+        let (to_worker, work) = std::sync::mpsc::channel::<PooledBuf>();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            for buf in work {
+                drop(buf);
+                done_tx.send(()).expect("test alive");
+            }
+        });
+        let (first, second) = (pool.get(), pool.get());
+        to_worker.send(first).expect("worker alive");
+        done.recv().expect("worker alive");
+        assert_eq!(pool.stats().pooled, 1, "cached by the worker");
+        drop(pool);
+        to_worker.send(second).expect("worker alive");
+        done.recv().expect("worker alive");
+        assert!(!freed(&weak), "the worker's cache still holds a buffer");
+        drop(to_worker);
+        worker.join().expect("no panic");
+        // The thread's exit freed what its cache held, and with it the pool.
+        assert!(freed(&weak));
+    }
+
+    #[test]
+    fn a_closed_pools_cache_is_pruned_when_the_thread_uses_another_pool() {
+        let (first, second) = (pool(64, 8, 4), pool(64, 8, 4));
+        let weak = first.inner.this.clone();
+        let buf = first.get();
+        let (cached_tx, cached) = std::sync::mpsc::channel::<()>();
+        let (closed_tx, closed) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            drop(buf); // cached on this thread
+            cached_tx.send(()).expect("test alive");
+            closed.recv().expect("test alive");
+            let alive_before = !freed(&weak);
+            drop(second.get()); // a new entry prunes the closed pool's
+            (alive_before, freed(&weak))
+        });
+        cached.recv().expect("worker alive");
+        drop(first);
+        closed_tx.send(()).expect("worker alive");
+        let (alive_before, freed_after) = worker.join().expect("no panic");
+        assert!(alive_before, "the worker's cache held a buffer");
+        assert!(freed_after);
     }
 
     #[test]

@@ -10,9 +10,26 @@
 //! (an atomic reference-count check with acquire ordering, so the last reader's accesses happen
 //! before the next writer's).
 //!
+//! The `BytesMut` is boxed once too, so a buffer moves between a thread cache and its user as one
+//! pointer: a get/put cycle copies 8 bytes, not 32, and never stalls on a store of the length
+//! that a wider copy would have to wait for.
+//!
 //! A returned buffer is cleared (its length set to zero) but never zeroed: the bytes from its
 //! previous use stay in memory. That is safe because `BytesMut` never exposes bytes past its
 //! length; a reader sees only what the new owner writes.
+//!
+//! # What keeps a pool alive
+//!
+//! A [`PooledBuf`] holds a plain pointer to its pool, not a reference count: incrementing and
+//! decrementing an `Arc` count per buffer were two locked instructions, about a fifth of a
+//! get/put cycle. Instead the pool counts its `live` buffers (outstanding, cached by a thread or
+//! in the shared list; the count changes only when a buffer is allocated or freed), and while
+//! that count is not zero the pool holds one strong reference to itself. When the last
+//! [`BufferPool`] handle goes, the pool closes: it frees this thread's cache and the shared list
+//! at once, and frees every buffer returned after that. Buffers still outstanding keep it alive
+//! until they come back; buffers cached by another thread, until that thread exits or next
+//! starts using another pool (its table then prunes closed pools' caches). A cache never keeps a
+//! pool alive by itself: it holds a `Weak`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -52,7 +69,10 @@ const FROZEN_PROBES: usize = 4;
 /// buffer whose capacity changed (it grew past `buffer_size`) is freed too
 /// ([`Stats::oversized`]).
 ///
-/// `BufferPool` is a cheap handle: clones share one pool, and it is `Send + Sync`.
+/// `BufferPool` is a cheap handle: clones share one pool, and it is `Send + Sync`. Dropping the
+/// last handle closes the pool: its shared list and this thread's cache are freed, buffers still
+/// outstanding are freed when they are dropped, and `Bytes` from [`PooledBuf::freeze`] stay
+/// valid.
 ///
 /// # Examples
 ///
@@ -495,7 +515,7 @@ fn give_back(pool: *const Inner, buf: Box<BytesMut>, back: Back) {
 }
 
 /// Notes that `n` buffers counted in the pool's `live` were freed. The one that brings `live`
-/// to zero drops the strong reference [`Inner::count_new`] took, which frees the pool if no
+/// to zero drops the strong reference [`Inner::allocate`] took when it left zero, which frees the pool if no
 /// `BufferPool` handle and no thread cache's upgraded `Weak` holds it.
 ///
 /// # Safety

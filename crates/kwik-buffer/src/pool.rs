@@ -515,8 +515,8 @@ fn give_back(pool: *const Inner, buf: Box<BytesMut>, back: Back) {
 }
 
 /// Notes that `n` buffers counted in the pool's `live` were freed. The one that brings `live`
-/// to zero drops the strong reference [`Inner::allocate`] took when it left zero, which frees the pool if no
-/// `BufferPool` handle and no thread cache's upgraded `Weak` holds it.
+/// to zero drops the strong reference [`Inner::allocate`] took when it left zero, which frees
+/// the pool if no `BufferPool` handle and no thread cache's upgraded `Weak` holds it.
 ///
 /// # Safety
 ///
@@ -532,8 +532,9 @@ unsafe fn count_freed(pool: *const Inner, n: usize) {
     // decrement that reaches zero and so before the pool is freed.
     let before = unsafe { (*pool).live.fetch_sub(n, Ordering::AcqRel) };
     if before == n {
-        // SAFETY: `live` went from `n` to zero, so the strong reference taken when it left zero is
-        // ours to drop, and `pool` came from `Arc::as_ptr`.
+        // SAFETY: `live` went from `n` to zero, so the strong reference `allocate` leaked when it
+        // left zero is ours to drop; `pool` came from `Arc::as_ptr`, the pointer `Arc::into_raw`
+        // returns.
         unsafe { Arc::decrement_strong_count(pool) };
     }
 }

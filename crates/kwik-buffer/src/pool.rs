@@ -579,16 +579,22 @@ struct FreeList {
 struct LocalCache {
     /// Weak, so that an empty thread cache never keeps a pool alive.
     pool: Weak<Inner>,
-    #[expect(
-        clippy::vec_box,
-        reason = "a buffer travels as its box: moves are one pointer"
-    )]
-    ready: Vec<Box<BytesMut>>,
-    frozen: VecDeque<Box<BytesMut>>,
+    /// This thread's ready buffers and frozen handles, at most `thread_cache` of each.
+    held: FreeList,
     /// Budget slots this thread holds beyond the buffers it caches (each cached buffer holds
     /// one): they let the next returns skip the shared budget.
     spare: usize,
     tally: Arc<ThreadTally>,
+}
+
+impl FreeList {
+    fn keep(&mut self, buf: Box<BytesMut>, ready: bool) {
+        if ready {
+            self.ready.push(buf);
+        } else {
+            self.frozen.push_back(buf);
+        }
+    }
 }
 
 impl ThreadCache for LocalCache {
@@ -611,8 +617,8 @@ impl Drop for LocalCache {
             // The pool is gone, so this cache held no buffer: each would have kept it alive.
             return;
         };
-        let mut ready = mem::take(&mut self.ready);
-        let mut frozen = mem::take(&mut self.frozen);
+        let mut ready = mem::take(&mut self.held.ready);
+        let mut frozen = mem::take(&mut self.held.frozen);
         let freed = pool.with_shared(|shared| {
             if pool.closed.load(Ordering::Relaxed) {
                 return ready.len() + frozen.len();
@@ -637,7 +643,7 @@ impl Inner {
             &CACHES,
             self.id,
             || Some(self.new_cache()),
-            |cache| match cache.ready.pop() {
+            |cache| match cache.held.ready.pop() {
                 Some(buf) => {
                     self.after_hit(cache);
                     buf
@@ -680,8 +686,8 @@ impl Inner {
     fn reclaim_local_frozen(self: &Arc<Self>, cache: &mut LocalCache) -> Option<Box<BytesMut>> {
         let mut wrong_size = 0;
         let mut found = None;
-        for _ in 0..FROZEN_PROBES.min(cache.frozen.len()) {
-            let Some(buf) = cache.frozen.pop_front() else {
+        for _ in 0..FROZEN_PROBES.min(cache.held.frozen.len()) {
+            let Some(buf) = cache.held.frozen.pop_front() else {
                 break;
             };
             match self.reclaim(buf) {
@@ -689,7 +695,7 @@ impl Inner {
                     found = Some(buf);
                     break;
                 }
-                Reclaim::InUse(buf) => cache.frozen.push_back(buf),
+                Reclaim::InUse(buf) => cache.held.frozen.push_back(buf),
                 Reclaim::WrongSize => wrong_size += 1,
             }
         }
@@ -706,8 +712,8 @@ impl Inner {
         let (found, wrong_size) = self.with_shared(|shared| {
             let batch = (self.thread_cache / 2).max(1).min(shared.ready.len());
             let from = shared.ready.len() - batch;
-            cache.ready.extend(shared.ready.drain(from..));
-            match cache.ready.pop() {
+            cache.held.ready.extend(shared.ready.drain(from..));
+            match cache.held.ready.pop() {
                 Some(buf) => (Some(buf), 0),
                 None => self.reclaim_shared_frozen(shared),
             }
@@ -742,10 +748,7 @@ impl Inner {
     /// Counts pooled frozen handles discarded because their storage was not of this pool's size.
     fn count_wrong_size(self: &Arc<Self>, n: usize, cache: Option<&mut LocalCache>) {
         for _ in 0..n {
-            match &cache {
-                Some(cache) => cache.tally.add(Event::Oversized),
-                None => self.tallies.add_shared(Event::Oversized),
-            }
+            self.count(cache.as_deref().map(|c| &*c.tally), Event::Oversized);
         }
         // SAFETY: from `Arc::as_ptr`; the `n` handles were dropped by `reclaim`; `self` is a
         // strong reference, so this cannot free the pool under us.
@@ -842,28 +845,37 @@ impl Inner {
         }
     }
 
-    fn put_cached(&self, cache: &mut LocalCache, mut buf: Box<BytesMut>, back: Back) -> usize {
-        cache.tally.add(Event::Return);
-        let ready = match self.judge(&mut buf, back) {
-            Verdict::Ready => true,
-            Verdict::Frozen => false,
+    /// Counts a return on `tally` (or the shared counts) and judges the buffer: `Some(ready)`
+    /// when it is to be kept, `None` when it is let go (and counted as such).
+    #[inline]
+    fn receive(&self, buf: &mut BytesMut, back: Back, tally: Option<&ThreadTally>) -> Option<bool> {
+        self.count(tally, Event::Return);
+        match self.judge(buf, back) {
+            Verdict::Ready => Some(true),
+            Verdict::Frozen => Some(false),
             Verdict::Oversized => {
-                cache.tally.add(Event::Oversized);
-                return 1;
+                self.count(tally, Event::Oversized);
+                None
             }
             Verdict::Detached => {
-                cache.tally.add(Event::Detached);
-                return 1;
+                self.count(tally, Event::Detached);
+                None
             }
+        }
+    }
+
+    fn put_cached(&self, cache: &mut LocalCache, mut buf: Box<BytesMut>, back: Back) -> usize {
+        let Some(ready) = self.receive(&mut buf, back, Some(&cache.tally)) else {
+            return 1;
         };
         if cache.spare == 0 && !self.reserve_spares(cache) {
             cache.tally.add(Event::Dropped);
             return 1;
         }
         cache.spare -= 1;
-        if ready && cache.ready.len() < self.thread_cache {
+        if ready && cache.held.ready.len() < self.thread_cache {
             buf.clear();
-            cache.ready.push(buf);
+            cache.held.ready.push(buf);
             0
         } else {
             self.put_cached_slow(cache, buf, ready)
@@ -892,16 +904,12 @@ impl Inner {
     ) -> usize {
         buf.clear();
         let held = if ready {
-            cache.ready.len()
+            cache.held.ready.len()
         } else {
-            cache.frozen.len()
+            cache.held.frozen.len()
         };
         if held < self.thread_cache {
-            if ready {
-                cache.ready.push(buf);
-            } else {
-                cache.frozen.push_back(buf);
-            }
+            cache.held.keep(buf, ready);
             return 0;
         }
         // Move the older half (or, with no thread cache, just this buffer) to the shared list
@@ -916,46 +924,26 @@ impl Inner {
                 return Some(buf);
             }
             if ready {
-                shared.ready.extend(cache.ready.drain(..batch));
+                shared.ready.extend(cache.held.ready.drain(..batch));
             } else {
-                shared.frozen.extend(cache.frozen.drain(..batch));
+                shared.frozen.extend(cache.held.frozen.drain(..batch));
             }
-            match (self.thread_cache, ready) {
-                (0, true) => shared.ready.push(buf),
-                (0, false) => shared.frozen.push_back(buf),
-                (_, true) => cache.ready.push(buf),
-                (_, false) => cache.frozen.push_back(buf),
+            if self.thread_cache == 0 {
+                shared.keep(buf, ready);
+            } else {
+                cache.held.keep(buf, ready);
             }
             None
         });
-        match refused {
-            None => 0,
-            Some(buf) => {
-                // The pool closed: nothing more is kept.
-                drop(buf);
-                self.budget.release(1);
-                cache.tally.add(Event::Dropped);
-                1
-            }
-        }
+        refused.map_or(0, |buf| self.refuse(buf, Some(&cache.tally)))
     }
 
     /// Returns with no thread cache (the thread is exiting): straight to the shared list.
     /// Returns how many buffers were freed.
     #[cold]
     fn put_uncached(&self, mut buf: Box<BytesMut>, back: Back) -> usize {
-        self.tallies.add_shared(Event::Return);
-        let ready = match self.judge(&mut buf, back) {
-            Verdict::Ready => true,
-            Verdict::Frozen => false,
-            Verdict::Oversized => {
-                self.tallies.add_shared(Event::Oversized);
-                return 1;
-            }
-            Verdict::Detached => {
-                self.tallies.add_shared(Event::Detached);
-                return 1;
-            }
+        let Some(ready) = self.receive(&mut buf, back, None) else {
+            return 1;
         };
         if self.closed.load(Ordering::Relaxed) || self.budget.reserve(1) == 0 {
             self.tallies.add_shared(Event::Dropped);
@@ -966,30 +954,36 @@ impl Inner {
             if self.closed.load(Ordering::Relaxed) {
                 return Some(buf);
             }
-            if ready {
-                shared.ready.push(buf);
-            } else {
-                shared.frozen.push_back(buf);
-            }
+            shared.keep(buf, ready);
             None
         });
-        match refused {
-            None => 0,
-            Some(buf) => {
-                // Closed meanwhile: nothing more is kept.
-                drop(buf);
-                self.budget.release(1);
-                self.tallies.add_shared(Event::Dropped);
-                1
-            }
+        refused.map_or(0, |buf| self.refuse(buf, None))
+    }
+
+    /// Frees a buffer that found the pool closed after its slot was reserved, counting it as
+    /// dropped on `tally` (or the shared counts). Returns 1: one buffer freed.
+    fn refuse(&self, buf: Box<BytesMut>, tally: Option<&ThreadTally>) -> usize {
+        drop(buf);
+        self.budget.release(1);
+        self.count(tally, Event::Dropped);
+        1
+    }
+
+    /// Counts `event` on this thread's tally, or on the shared counts when there is none.
+    fn count(&self, tally: Option<&ThreadTally>, event: Event) {
+        match tally {
+            Some(tally) => tally.add(event),
+            None => self.tallies.add_shared(event),
         }
     }
 
     fn new_cache(&self) -> LocalCache {
         LocalCache {
             pool: self.this.clone(),
-            ready: Vec::with_capacity(self.thread_cache),
-            frozen: VecDeque::with_capacity(self.thread_cache),
+            held: FreeList {
+                ready: Vec::with_capacity(self.thread_cache),
+                frozen: VecDeque::with_capacity(self.thread_cache),
+            },
             spare: 0,
             tally: self.tallies.register(),
         }

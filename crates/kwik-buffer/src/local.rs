@@ -1,9 +1,9 @@
 //! Each thread's table of pool caches, one entry per pool it has used.
 //!
 //! A table is a `thread_local!` vector of caches keyed by a pool id that is never reused. A
-//! cache holds only a weak reference to its pool, so it never keeps a dropped pool alive; its
-//! `Drop` (run when the thread exits, or when the entry of a dropped pool is pruned) hands what
-//! it holds back to the pool, so a thread's death loses no item and no count.
+//! cache never keeps a closed pool's buffers for long: entries of closed pools are pruned
+//! whenever the thread adds an entry, and a cache's `Drop` (run then, or when the thread exits)
+//! hands what it holds back to its pool, so a thread's death loses no item and no count.
 //!
 //! A table is typed (one `thread_local!` per cache type) so that the hot path makes no dynamic
 //! call: an earlier version that kept boxed `dyn Any` caches and downcast them spent about a
@@ -23,7 +23,7 @@ pub(crate) fn next_id() -> u64 {
 
 /// What a pool keeps in each thread's table.
 pub(crate) trait ThreadCache: 'static {
-    /// Whether the owning pool still exists; entries of dropped pools are pruned.
+    /// Whether the owning pool is still open; entries of closed pools are pruned.
     fn pool_alive(&self) -> bool;
 }
 
@@ -38,13 +38,13 @@ pub(crate) struct Entry<C> {
 /// Runs `f` on this thread's cache for pool `pool_id` in `table`, creating it with `init` on
 /// first use.
 ///
-/// Returns `None` without calling `f` when the table is unavailable: the thread is exiting, or
-/// the table is already borrowed (a pooled value's `Drop` using a pool from inside another
-/// pool's cache). Callers then take their lock-based path.
+/// Returns `None` without calling `f` when `init` declines to create a cache, or when the table
+/// is unavailable: the thread is exiting, or the table is already borrowed (a cache's `Drop`
+/// using a pool). Callers then take their lock-based path.
 pub(crate) fn with<C: ThreadCache, R>(
     table: &'static LocalKey<Table<C>>,
     pool_id: u64,
-    init: impl FnOnce() -> C,
+    init: impl FnOnce() -> Option<C>,
     f: impl FnOnce(&mut C) -> R,
 ) -> Option<R> {
     table
@@ -53,16 +53,32 @@ pub(crate) fn with<C: ThreadCache, R>(
             let index = match table.iter().position(|e| e.pool_id == pool_id) {
                 Some(index) => index,
                 None => {
-                    // Forget the caches of dropped pools before adding one.
+                    // Forget the caches of closed pools before adding one.
                     table.retain(|e| e.cache.pool_alive());
                     table.push(Entry {
                         pool_id,
-                        cache: init(),
+                        cache: init()?,
                     });
                     table.len() - 1
                 }
             };
             Some(f(&mut table[index].cache))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Takes this thread's cache for pool `pool_id` out of `table`, if it has one; the caller drops
+/// it outside the table's borrow.
+pub(crate) fn remove<C: ThreadCache>(
+    table: &'static LocalKey<Table<C>>,
+    pool_id: u64,
+) -> Option<C> {
+    table
+        .try_with(|table| {
+            let mut table = table.try_borrow_mut().ok()?;
+            let index = table.iter().position(|e| e.pool_id == pool_id)?;
+            Some(table.swap_remove(index).cache)
         })
         .ok()
         .flatten()

@@ -10,16 +10,33 @@
 //! (an atomic reference-count check with acquire ordering, so the last reader's accesses happen
 //! before the next writer's).
 //!
+//! The `BytesMut` is boxed once too, so a buffer moves between a thread cache and its user as one
+//! pointer: a get/put cycle copies 8 bytes, not 32, and never stalls on a store of the length
+//! that a wider copy would have to wait for.
+//!
 //! A returned buffer is cleared (its length set to zero) but never zeroed: the bytes from its
 //! previous use stay in memory. That is safe because `BytesMut` never exposes bytes past its
 //! length; a reader sees only what the new owner writes.
+//!
+//! # What keeps a pool alive
+//!
+//! A [`PooledBuf`] holds a plain pointer to its pool, not a reference count: incrementing and
+//! decrementing an `Arc` count per buffer were two locked instructions, about a fifth of a
+//! get/put cycle. Instead the pool counts its `live` buffers (outstanding, cached by a thread or
+//! in the shared list; the count changes only when a buffer is allocated or freed), and while
+//! that count is not zero the pool holds one strong reference to itself. When the last
+//! [`BufferPool`] handle goes, the pool closes: it frees this thread's cache and the shared list
+//! at once, and frees every buffer returned after that. Buffers still outstanding keep it alive
+//! until they come back; buffers cached by another thread, until that thread exits or next
+//! starts using another pool (its table then prunes closed pools' caches). A cache never keeps a
+//! pool alive by itself: it holds a `Weak`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::buf::UninitSlice;
@@ -52,7 +69,10 @@ const FROZEN_PROBES: usize = 4;
 /// buffer whose capacity changed (it grew past `buffer_size`) is freed too
 /// ([`Stats::oversized`]).
 ///
-/// `BufferPool` is a cheap handle: clones share one pool, and it is `Send + Sync`.
+/// `BufferPool` is a cheap handle: clones share one pool, and it is `Send + Sync`. Dropping the
+/// last handle closes the pool: its shared list and this thread's cache are freed, buffers still
+/// outstanding are freed when they are dropped, and `Bytes` from [`PooledBuf::freeze`] stay
+/// valid.
 ///
 /// # Examples
 ///
@@ -68,9 +88,25 @@ const FROZEN_PROBES: usize = 4;
 /// assert_eq!(&packet[..], b"datagram");
 /// # Ok::<(), kwik_buffer::BuildError>(())
 /// ```
-#[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<Inner>,
+}
+
+impl Clone for BufferPool {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.close();
+        }
+    }
 }
 
 impl BufferPool {
@@ -107,11 +143,9 @@ impl BufferPool {
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
     pub fn get(&self) -> PooledBuf {
-        let mut buf = BytesMut::new();
-        self.inner.take(&mut buf);
         PooledBuf {
-            buf,
-            pool: Some(Arc::clone(&self.inner)),
+            buf: ManuallyDrop::new(self.inner.take()),
+            pool: Arc::as_ptr(&self.inner),
         }
     }
 
@@ -286,18 +320,21 @@ impl Builder {
             });
         }
         Ok(BufferPool {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|this| Inner {
                 id: local::next_id(),
+                this: this.clone(),
                 buffer_size: self.buffer_size,
                 max_pooled: self.max_pooled,
                 thread_cache: self.thread_cache,
+                handles: AtomicUsize::new(1),
+                live: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
                 budget: Budget::new(self.max_pooled),
                 tallies: Tallies::default(),
                 shared: Mutex::new(FreeList {
                     ready: Vec::new(),
                     frozen: VecDeque::new(),
                 }),
-                shared_len: AtomicUsize::new(0),
             }),
         })
     }
@@ -322,10 +359,20 @@ impl Builder {
 /// # Ok::<(), kwik_buffer::BuildError>(())
 /// ```
 pub struct PooledBuf {
-    buf: BytesMut,
-    /// Taken when the storage goes back (by `freeze` or `Drop`), so it goes back once.
-    pool: Option<Arc<Inner>>,
+    /// Boxed so that taking and returning moves a pointer, not the 32-byte `BytesMut`. Taken
+    /// exactly once, by `Drop` or [`into_parts`](Self::into_parts).
+    buf: ManuallyDrop<Box<BytesMut>>,
+    /// The pool, from [`Arc::as_ptr`]. Not a counted reference: this buffer counts in the pool's
+    /// `live` buffers, and while that count is not zero the pool keeps itself alive.
+    pool: *const Inner,
 }
+
+// SAFETY: a `PooledBuf` owns its boxed `BytesMut` (`Send + Sync`) exclusively, and uses its pool
+// pointer only as a shared `&Inner` (`Inner` is `Send + Sync`), kept valid by the `live` count
+// wherever the `PooledBuf` goes.
+unsafe impl Send for PooledBuf {}
+// SAFETY: `&PooledBuf` gives access to `&BytesMut` only; see `Send` above for the pool pointer.
+unsafe impl Sync for PooledBuf {}
 
 impl PooledBuf {
     /// Turns the written bytes into an immutable [`Bytes`] without copying or allocating.
@@ -348,26 +395,30 @@ impl PooledBuf {
     /// assert_eq!(pool.stats().hits, 1);
     /// # Ok::<(), kwik_buffer::BuildError>(())
     /// ```
-    pub fn freeze(mut self) -> Bytes {
-        if self.buf.is_empty() {
+    pub fn freeze(self) -> Bytes {
+        let (pool, mut buf) = self.into_parts();
+        if buf.is_empty() {
             // Nothing to share: an empty `Bytes` needs no storage, and the buffer goes back as is.
+            give_back(pool, buf, Back::Plain);
             return Bytes::new();
         }
-        // `split` leaves `self.buf` as an empty handle on the rest of the same storage; the pool
-        // keeps that handle and reclaims the storage once the `Bytes` are gone.
-        let Some(pool) = self.pool.take() else {
-            return self.buf.split().freeze();
-        };
-        let grown = self.buf.capacity() > pool.buffer_size;
-        let bytes = self.buf.split().freeze();
-        if grown {
-            // Writes outgrew the class size: keeping a handle would only hold a slot for storage
-            // the pool will not reuse. The last `Bytes` frees it.
-            pool.put_oversized();
-        } else {
-            pool.put(&mut self.buf, true);
-        }
+        // SAFETY: `buf` is one of the pool's live buffers (see `give_back`).
+        let grown = buf.capacity() > unsafe { (*pool).buffer_size };
+        // `split` leaves `buf` as an empty handle on the rest of the same storage; the pool keeps
+        // that handle and reclaims the storage once the `Bytes` are gone.
+        let bytes = buf.split().freeze();
+        // Storage that outgrew the class size is not kept: holding a handle would only hold a
+        // slot for storage the pool will not reuse. The last `Bytes` frees it.
+        give_back(pool, buf, if grown { Back::Grown } else { Back::Frozen });
         bytes
+    }
+
+    /// Takes the pool pointer and the buffer out, without running `Drop`.
+    fn into_parts(self) -> (*const Inner, Box<BytesMut>) {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so the box is taken exactly once.
+        let buf = unsafe { ManuallyDrop::take(&mut this.buf) };
+        (this.pool, buf)
     }
 }
 
@@ -432,60 +483,125 @@ impl fmt::Debug for PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            pool.put(&mut self.buf, false);
-        }
+        // SAFETY: `drop` runs once and `self.buf` is not used after it.
+        let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+        give_back(self.pool, buf, Back::Plain);
+    }
+}
+
+/// How a buffer comes back.
+#[derive(Debug, Clone, Copy)]
+enum Back {
+    /// A `PooledBuf` dropped.
+    Plain,
+    /// The handle left by [`PooledBuf::freeze`]; its `Bytes` may be alive.
+    Frozen,
+    /// The handle left by a `freeze` of storage that had grown past the class size.
+    Grown,
+}
+
+/// Takes back a buffer of the pool at `pool`, then counts the buffers that went away. Once the
+/// `live` count reaches zero the pool may be freed, so nothing here touches it after that.
+fn give_back(pool: *const Inner, buf: Box<BytesMut>, back: Back) {
+    let freed = {
+        // SAFETY: `buf` counts in the pool's `live` buffers, so `live > 0` and the pool holds a
+        // strong reference to itself until `count_freed` below; `inner` is not used after it.
+        let inner = unsafe { &*pool };
+        inner.put(buf, back)
+    };
+    // SAFETY: `pool` came from `Arc::as_ptr`; `freed` of its live buffers were just freed; no
+    // reference into the pool outlives this call.
+    unsafe { count_freed(pool, freed) };
+}
+
+/// Notes that `n` buffers counted in the pool's `live` were freed. The one that brings `live`
+/// to zero drops the strong reference [`Inner::allocate`] took when it left zero, which frees
+/// the pool if no `BufferPool` handle and no thread cache's upgraded `Weak` holds it.
+///
+/// # Safety
+///
+/// `pool` comes from [`Arc::as_ptr`] on the pool's `Arc`; `n` of its live buffers were freed and
+/// are no longer counted anywhere; the caller uses no reference into `*pool` after this call
+/// unless it holds a strong reference of its own.
+unsafe fn count_freed(pool: *const Inner, n: usize) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: `live >= n > 0` until this decrement, so the pool's own strong reference keeps it
+    // alive. Acquire-release: every earlier use of the pool, on any thread, is ordered before the
+    // decrement that reaches zero and so before the pool is freed.
+    let before = unsafe { (*pool).live.fetch_sub(n, Ordering::AcqRel) };
+    if before == n {
+        // SAFETY: `live` went from `n` to zero, so the strong reference `allocate` leaked when it
+        // left zero is ours to drop; `pool` came from `Arc::as_ptr`, the pointer `Arc::into_raw`
+        // returns.
+        unsafe { Arc::decrement_strong_count(pool) };
     }
 }
 
 /// The state every handle and every outstanding buffer shares.
 struct Inner {
     id: u64,
+    /// A weak reference to itself, handed to thread caches.
+    this: Weak<Self>,
     buffer_size: usize,
     max_pooled: usize,
     thread_cache: usize,
+    /// `BufferPool` handles. When the last one goes, the pool closes: it frees the shared list
+    /// and keeps nothing returned after that.
+    handles: AtomicUsize,
+    /// Buffers that exist: outstanding, in a thread cache or in the shared list. While it is not
+    /// zero the pool holds one strong reference to itself, so an outstanding `PooledBuf` needs
+    /// no reference count of its own and a get/put cycle touches no shared atomic.
+    live: AtomicUsize,
+    /// Set, under the shared list's lock, when the last handle goes.
+    closed: AtomicBool,
     /// Slots of `max_pooled`: every retained buffer holds one, in the shared list or as a
     /// thread cache's credit, so the bound holds under any interleaving.
     budget: Budget,
     tallies: Tallies,
     shared: Mutex<FreeList>,
-    /// Buffers in `shared`, mirrored for [`Stats`] without taking the lock.
-    shared_len: AtomicUsize,
 }
 
 struct FreeList {
     /// Reclaimed buffers, ready to hand out. LIFO: the most recently used is warmest in cache.
-    ready: Vec<BytesMut>,
+    #[expect(
+        clippy::vec_box,
+        reason = "a buffer travels as its box: moves are one pointer"
+    )]
+    ready: Vec<Box<BytesMut>>,
     /// Handles whose storage frozen `Bytes` may still reference. FIFO: the oldest is the most
     /// likely to have been released.
-    frozen: VecDeque<BytesMut>,
+    frozen: VecDeque<Box<BytesMut>>,
 }
 
 /// One thread's share of a pool.
 struct LocalCache {
-    /// Weak, so that a thread cache never keeps a dropped pool alive.
+    /// Weak, so that an empty thread cache never keeps a pool alive.
     pool: Weak<Inner>,
-    ready: Vec<BytesMut>,
-    frozen: VecDeque<BytesMut>,
-    /// Budget slots this thread holds: one per buffer in `ready` and `frozen`, plus spares that
-    /// let the next returns skip the shared budget.
-    credits: usize,
+    /// This thread's ready buffers and frozen handles, at most `thread_cache` of each.
+    held: FreeList,
+    /// Budget slots this thread holds beyond the buffers it caches (each cached buffer holds
+    /// one): they let the next returns skip the shared budget.
+    spare: usize,
     tally: Arc<ThreadTally>,
 }
 
-impl LocalCache {
-    fn held(&self) -> usize {
-        self.ready.len() + self.frozen.len()
-    }
-
-    fn spare(&self) -> usize {
-        self.credits - self.held()
+impl FreeList {
+    fn keep(&mut self, buf: Box<BytesMut>, ready: bool) {
+        if ready {
+            self.ready.push(buf);
+        } else {
+            self.frozen.push_back(buf);
+        }
     }
 }
 
 impl ThreadCache for LocalCache {
     fn pool_alive(&self) -> bool {
-        self.pool.strong_count() > 0
+        self.pool
+            .upgrade()
+            .is_some_and(|pool| !pool.closed.load(Ordering::Relaxed))
     }
 }
 
@@ -494,47 +610,52 @@ thread_local! {
 }
 
 impl Drop for LocalCache {
-    /// A dying thread hands its buffers to the shared list, where they stay counted, and gives
-    /// back its spare slots and its counts.
+    /// A dying thread (or a pruned cache) hands its buffers to the shared list, where they stay
+    /// counted, and gives back its spare slots and its counts; a closed pool frees them instead.
     fn drop(&mut self) {
         let Some(pool) = self.pool.upgrade() else {
+            // The pool is gone, so this cache held no buffer: each would have kept it alive.
             return;
         };
-        self.tally.set_cached(0);
-        let spare = self.spare();
-        pool.with_shared(|shared| {
-            shared.ready.append(&mut self.ready);
-            shared.frozen.append(&mut self.frozen);
+        let mut ready = mem::take(&mut self.held.ready);
+        let mut frozen = mem::take(&mut self.held.frozen);
+        let freed = pool.with_shared(|shared| {
+            if pool.closed.load(Ordering::Relaxed) {
+                return ready.len() + frozen.len();
+            }
+            shared.ready.append(&mut ready);
+            shared.frozen.append(&mut frozen);
+            0
         });
-        pool.budget.release(spare);
+        pool.budget.release(self.spare + freed);
         pool.tallies.retire(&self.tally);
+        drop((ready, frozen));
+        // SAFETY: from `Arc::as_ptr`; the `freed` buffers were just dropped; `pool` is a strong
+        // reference of our own, so this cannot free the pool under us.
+        unsafe { count_freed(Arc::as_ptr(&pool), freed) };
     }
 }
 
 impl Inner {
-    /// Puts a buffer into `out` (an empty `BytesMut::new()`). Written in place rather than
-    /// returned: moving a `BytesMut` out through the thread-local's `Option` wrappers cost more
-    /// than the rest of the hit path.
-    fn take(self: &Arc<Self>, out: &mut BytesMut) {
-        let cached = local::with(
+    /// Takes a buffer for `get`: this thread's cache, else the shared list, else a fresh one.
+    fn take(self: &Arc<Self>) -> Box<BytesMut> {
+        local::with(
             &CACHES,
             self.id,
-            || self.new_cache(),
-            |cache| match cache.ready.pop() {
+            || Some(self.new_cache()),
+            |cache| match cache.held.ready.pop() {
                 Some(buf) => {
-                    *out = buf;
                     self.after_hit(cache);
+                    buf
                 }
-                None => *out = self.take_cached_slow(cache),
+                None => self.take_cached_slow(cache),
             },
-        );
-        if cached.is_none() {
-            *out = self.take_uncached();
-        }
+        )
+        .unwrap_or_else(|| self.take_uncached())
     }
 
     #[cold]
-    fn take_cached_slow(&self, cache: &mut LocalCache) -> BytesMut {
+    fn take_cached_slow(self: &Arc<Self>, cache: &mut LocalCache) -> Box<BytesMut> {
         let found = self
             .reclaim_local_frozen(cache)
             .or_else(|| self.refill(cache));
@@ -553,61 +674,64 @@ impl Inner {
     fn after_hit(&self, cache: &mut LocalCache) {
         cache.tally.add(Event::Hit);
         // The buffer's slot is now a spare; keep a few for the next returns, give back the rest.
-        let spare = cache.spare();
-        if spare > self.thread_cache {
-            let give = spare - self.thread_cache / 2;
-            cache.credits -= give;
+        cache.spare += 1;
+        if cache.spare > self.thread_cache {
+            let give = cache.spare - self.thread_cache / 2;
+            cache.spare -= give;
             self.budget.release(give);
         }
-        cache.tally.set_cached(cache.held());
     }
 
     /// Looks at this thread's oldest few frozen handles for one whose `Bytes` are all gone.
-    fn reclaim_local_frozen(&self, cache: &mut LocalCache) -> Option<BytesMut> {
-        for _ in 0..FROZEN_PROBES.min(cache.frozen.len()) {
-            let buf = cache.frozen.pop_front()?;
+    fn reclaim_local_frozen(self: &Arc<Self>, cache: &mut LocalCache) -> Option<Box<BytesMut>> {
+        let mut wrong_size = 0;
+        let mut found = None;
+        for _ in 0..FROZEN_PROBES.min(cache.held.frozen.len()) {
+            let Some(buf) = cache.held.frozen.pop_front() else {
+                break;
+            };
             match self.reclaim(buf) {
-                Reclaim::Ready(buf) => return Some(buf),
-                Reclaim::InUse(buf) => cache.frozen.push_back(buf),
-                // Its slot stays with this thread as a spare.
-                Reclaim::WrongSize => cache.tally.add(Event::Oversized),
+                Reclaim::Ready(buf) => {
+                    found = Some(buf);
+                    break;
+                }
+                Reclaim::InUse(buf) => cache.held.frozen.push_back(buf),
+                Reclaim::WrongSize => wrong_size += 1,
             }
         }
-        None
+        // Their slots stay with this thread as spares.
+        cache.spare += wrong_size;
+        self.count_wrong_size(wrong_size, Some(cache));
+        found
     }
 
     /// Moves up to half a thread cache of ready buffers from the shared list into `cache` in one
-    /// lock acquisition and takes one, or else a reclaimed shared frozen handle. The slots of
-    /// the moved buffers become this thread's credits.
-    fn refill(&self, cache: &mut LocalCache) -> Option<BytesMut> {
-        self.with_shared(|shared| {
+    /// lock acquisition and takes one, or else a reclaimed shared frozen handle. The moved
+    /// buffers bring their slots with them.
+    fn refill(self: &Arc<Self>, cache: &mut LocalCache) -> Option<Box<BytesMut>> {
+        let (found, wrong_size) = self.with_shared(|shared| {
             let batch = (self.thread_cache / 2).max(1).min(shared.ready.len());
             let from = shared.ready.len() - batch;
-            cache.ready.extend(shared.ready.drain(from..));
-            cache.credits += batch;
-            if let Some(buf) = cache.ready.pop() {
-                return Some(buf);
+            cache.held.ready.extend(shared.ready.drain(from..));
+            match cache.held.ready.pop() {
+                Some(buf) => (Some(buf), 0),
+                None => self.reclaim_shared_frozen(shared),
             }
-            let (buf, wrong_size) = self.reclaim_shared_frozen(shared);
-            cache.credits += wrong_size + usize::from(buf.is_some());
-            for _ in 0..wrong_size {
-                cache.tally.add(Event::Oversized);
-            }
-            buf
-        })
+        });
+        cache.spare += wrong_size;
+        self.count_wrong_size(wrong_size, Some(cache));
+        found
     }
 
     /// Takes from the shared list with no thread cache (the thread is exiting). The buffer's
     /// slot goes back to the budget.
-    fn take_uncached(&self) -> BytesMut {
+    fn take_uncached(self: &Arc<Self>) -> Box<BytesMut> {
         let (found, wrong_size) = self.with_shared(|shared| match shared.ready.pop() {
             Some(buf) => (Some(buf), 0),
             None => self.reclaim_shared_frozen(shared),
         });
         self.budget.release(wrong_size);
-        for _ in 0..wrong_size {
-            self.tallies.add_shared(Event::Oversized);
-        }
+        self.count_wrong_size(wrong_size, None);
         match found {
             Some(buf) => {
                 self.budget.release(1);
@@ -621,9 +745,19 @@ impl Inner {
         }
     }
 
+    /// Counts pooled frozen handles discarded because their storage was not of this pool's size.
+    fn count_wrong_size(self: &Arc<Self>, n: usize, cache: Option<&mut LocalCache>) {
+        for _ in 0..n {
+            self.count(cache.as_deref().map(|c| &*c.tally), Event::Oversized);
+        }
+        // SAFETY: from `Arc::as_ptr`; the `n` handles were dropped by `reclaim`; `self` is a
+        // strong reference, so this cannot free the pool under us.
+        unsafe { count_freed(Arc::as_ptr(self), n) };
+    }
+
     /// Looks at the oldest few shared frozen handles for one whose `Bytes` are all gone. Also
     /// returns how many it discarded for a wrong size; their slots pass to the caller.
-    fn reclaim_shared_frozen(&self, shared: &mut FreeList) -> (Option<BytesMut>, usize) {
+    fn reclaim_shared_frozen(&self, shared: &mut FreeList) -> (Option<Box<BytesMut>>, usize) {
         let mut wrong_size = 0;
         for _ in 0..FROZEN_PROBES.min(shared.frozen.len()) {
             let Some(buf) = shared.frozen.pop_front() else {
@@ -639,7 +773,7 @@ impl Inner {
     }
 
     /// Tries to make a frozen handle's whole storage usable again.
-    fn reclaim(&self, mut buf: BytesMut) -> Reclaim {
+    fn reclaim(&self, mut buf: Box<BytesMut>) -> Reclaim {
         if !buf.try_reclaim(self.buffer_size) {
             Reclaim::InUse(buf)
         } else if buf.capacity() == self.buffer_size {
@@ -650,43 +784,56 @@ impl Inner {
         }
     }
 
-    fn allocate(&self) -> BytesMut {
+    /// A fresh buffer, counted in `live`.
+    fn allocate(self: &Arc<Self>) -> Box<BytesMut> {
         let mut buf = BytesMut::with_capacity(self.buffer_size);
         // Promote the storage to bytes' shared kind now, once in the buffer's life, so that
         // `freeze` can later split off a `Bytes` without allocating.
         drop(buf.split());
-        buf
+        if self.live.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The first live buffer: the pool keeps itself alive until the last one is freed
+            // (`count_freed` drops this reference). `self` is a strong reference, so the count
+            // cannot be zero here.
+            mem::forget(Arc::clone(self));
+        }
+        Box::new(buf)
     }
 
-    /// Takes a buffer back, leaving `buf` empty. `frozen` says it is the handle left by
-    /// [`PooledBuf::freeze`], whose `Bytes` may still be alive; any other handle that cannot be
-    /// reclaimed at once has had parts split off by its user, and is let go (the last part frees
-    /// the storage). The buffer is judged and moved in place: this is the hot path.
-    fn put(self: &Arc<Self>, buf: &mut BytesMut, frozen: bool) {
-        let verdict = self.judge(buf, frozen);
+    /// Takes a buffer back. Returns how many buffers were freed (the caller counts them with
+    /// [`count_freed`] once done with the pool). This is the hot path: the buffer is judged and
+    /// its box moved, nothing else.
+    fn put(&self, buf: Box<BytesMut>, back: Back) -> usize {
+        let mut buf = Some(buf);
         let cached = local::with(
             &CACHES,
             self.id,
-            || self.new_cache(),
-            |cache| self.put_cached(cache, buf, verdict),
+            || self.new_cache_for_return(),
+            |cache| match buf.take() {
+                Some(buf) => self.put_cached(cache, buf, back),
+                None => 0,
+            },
         );
-        if cached.is_none() {
-            self.put_uncached(buf, verdict);
+        match (cached, buf) {
+            (Some(freed), _) => freed,
+            (None, Some(buf)) => self.put_uncached(buf, back),
+            (None, None) => 0,
         }
     }
 
     /// Decides what becomes of a returned buffer. A `Ready` buffer may still have a length: it
-    /// is cleared where it is stored (writing the length here, just before the buffer is moved,
-    /// would stall the move on a store-to-load forward).
-    fn judge(&self, buf: &mut BytesMut, frozen: bool) -> Verdict {
-        if buf.capacity() == self.buffer_size {
+    /// is cleared where it is stored.
+    fn judge(&self, buf: &mut BytesMut, back: Back) -> Verdict {
+        if buf.capacity() == self.buffer_size && !matches!(back, Back::Grown) {
             // The handle spans `buffer_size` bytes from its start: `BytesMut` guarantees no
             // other handle can see any of them, whatever the reference count says.
             return Verdict::Ready;
         }
+        if matches!(back, Back::Grown) {
+            return Verdict::Oversized;
+        }
         buf.clear();
         if !buf.try_reclaim(self.buffer_size) {
-            if frozen {
+            if matches!(back, Back::Frozen) {
                 Verdict::Frozen
             } else {
                 Verdict::Detached
@@ -698,142 +845,180 @@ impl Inner {
         }
     }
 
-    fn put_cached(&self, cache: &mut LocalCache, buf: &mut BytesMut, verdict: Verdict) {
-        cache.tally.add(Event::Return);
-        let ready = match verdict {
-            Verdict::Ready => true,
-            Verdict::Frozen => false,
-            Verdict::Oversized => return cache.tally.add(Event::Oversized),
-            Verdict::Detached => return cache.tally.add(Event::Detached),
-        };
-        if cache.spare() == 0 {
-            let granted = self.budget.reserve((self.thread_cache / 4).max(1));
-            if granted == 0 {
-                return cache.tally.add(Event::Dropped);
+    /// Counts a return on `tally` (or the shared counts) and judges the buffer: `Some(ready)`
+    /// when it is to be kept, `None` when it is let go (and counted as such).
+    #[inline]
+    fn receive(&self, buf: &mut BytesMut, back: Back, tally: Option<&ThreadTally>) -> Option<bool> {
+        self.count(tally, Event::Return);
+        match self.judge(buf, back) {
+            Verdict::Ready => Some(true),
+            Verdict::Frozen => Some(false),
+            Verdict::Oversized => {
+                self.count(tally, Event::Oversized);
+                None
             }
-            cache.credits += granted;
-        }
-        if ready && cache.ready.len() < self.thread_cache {
-            cache.ready.push(mem::take(buf));
-            if let Some(stored) = cache.ready.last_mut() {
-                stored.clear();
+            Verdict::Detached => {
+                self.count(tally, Event::Detached);
+                None
             }
-            cache.tally.set_cached(cache.held());
-        } else {
-            buf.clear();
-            self.put_cached_slow(cache, mem::take(buf), ready);
         }
     }
 
-    /// A frozen handle, or a ready buffer that finds this thread's cache full.
-    #[cold]
-    fn put_cached_slow(&self, cache: &mut LocalCache, buf: BytesMut, ready: bool) {
-        let full = if ready {
-            cache.ready.len() >= self.thread_cache
-        } else {
-            cache.frozen.len() >= self.thread_cache
+    fn put_cached(&self, cache: &mut LocalCache, mut buf: Box<BytesMut>, back: Back) -> usize {
+        let Some(ready) = self.receive(&mut buf, back, Some(&cache.tally)) else {
+            return 1;
         };
-        if full {
-            // Move the older half (or, with no thread cache, just this buffer) to the shared list
-            // in one lock acquisition; their slots go with them.
-            let held = if ready {
-                cache.ready.len()
-            } else {
-                cache.frozen.len()
-            };
-            let batch = if self.thread_cache == 0 {
-                0
-            } else {
-                (self.thread_cache / 2).max(1).min(held)
-            };
-            self.with_shared(|shared| {
-                if ready {
-                    shared.ready.extend(cache.ready.drain(..batch));
-                } else {
-                    shared.frozen.extend(cache.frozen.drain(..batch));
-                }
-                if self.thread_cache == 0 {
-                    if ready {
-                        shared.ready.push(buf);
-                    } else {
-                        shared.frozen.push_back(buf);
-                    }
-                    cache.credits -= 1;
-                } else if ready {
-                    cache.ready.push(buf);
-                } else {
-                    cache.frozen.push_back(buf);
-                }
-            });
-            cache.credits -= batch;
-        } else if ready {
-            cache.ready.push(buf);
-        } else {
-            cache.frozen.push_back(buf);
+        if cache.spare == 0 && !self.reserve_spares(cache) {
+            cache.tally.add(Event::Dropped);
+            return 1;
         }
-        cache.tally.set_cached(cache.held());
+        cache.spare -= 1;
+        if ready && cache.held.ready.len() < self.thread_cache {
+            buf.clear();
+            cache.held.ready.push(buf);
+            0
+        } else {
+            self.put_cached_slow(cache, buf, ready)
+        }
+    }
+
+    /// Reserves a few budget slots for this thread's next returns; `false` when the pool is
+    /// full (or closed: it keeps nothing more).
+    #[cold]
+    fn reserve_spares(&self, cache: &mut LocalCache) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        cache.spare = self.budget.reserve((self.thread_cache / 4).max(1));
+        cache.spare > 0
+    }
+
+    /// A frozen handle, or a ready buffer that finds this thread's cache full. Returns how many
+    /// buffers were freed because the pool closed.
+    #[cold]
+    fn put_cached_slow(
+        &self,
+        cache: &mut LocalCache,
+        mut buf: Box<BytesMut>,
+        ready: bool,
+    ) -> usize {
+        buf.clear();
+        let held = if ready {
+            cache.held.ready.len()
+        } else {
+            cache.held.frozen.len()
+        };
+        if held < self.thread_cache {
+            cache.held.keep(buf, ready);
+            return 0;
+        }
+        // Move the older half (or, with no thread cache, just this buffer) to the shared list
+        // in one lock acquisition; their slots go with them.
+        let batch = if self.thread_cache == 0 {
+            0
+        } else {
+            (self.thread_cache / 2).max(1).min(held)
+        };
+        let refused = self.with_shared(|shared| {
+            if self.closed.load(Ordering::Relaxed) {
+                return Some(buf);
+            }
+            if ready {
+                shared.ready.extend(cache.held.ready.drain(..batch));
+            } else {
+                shared.frozen.extend(cache.held.frozen.drain(..batch));
+            }
+            if self.thread_cache == 0 {
+                shared.keep(buf, ready);
+            } else {
+                cache.held.keep(buf, ready);
+            }
+            None
+        });
+        refused.map_or(0, |buf| self.refuse(buf, Some(&cache.tally)))
     }
 
     /// Returns with no thread cache (the thread is exiting): straight to the shared list.
+    /// Returns how many buffers were freed.
     #[cold]
-    fn put_uncached(&self, buf: &mut BytesMut, verdict: Verdict) {
-        self.tallies.add_shared(Event::Return);
-        let ready = match verdict {
-            Verdict::Ready => true,
-            Verdict::Frozen => false,
-            Verdict::Oversized => return self.tallies.add_shared(Event::Oversized),
-            Verdict::Detached => return self.tallies.add_shared(Event::Detached),
+    fn put_uncached(&self, mut buf: Box<BytesMut>, back: Back) -> usize {
+        let Some(ready) = self.receive(&mut buf, back, None) else {
+            return 1;
         };
-        if self.budget.reserve(1) == 0 {
-            return self.tallies.add_shared(Event::Dropped);
+        if self.closed.load(Ordering::Relaxed) || self.budget.reserve(1) == 0 {
+            self.tallies.add_shared(Event::Dropped);
+            return 1;
         }
         buf.clear();
-        let buf = mem::take(buf);
-        self.with_shared(|shared| {
-            if ready {
-                shared.ready.push(buf);
-            } else {
-                shared.frozen.push_back(buf);
+        let refused = self.with_shared(|shared| {
+            if self.closed.load(Ordering::Relaxed) {
+                return Some(buf);
             }
+            shared.keep(buf, ready);
+            None
         });
+        refused.map_or(0, |buf| self.refuse(buf, None))
     }
 
-    /// Counts a buffer that comes back too large to be pooled, from `freeze`.
-    fn put_oversized(self: &Arc<Self>) {
-        let counted = local::with(
-            &CACHES,
-            self.id,
-            || self.new_cache(),
-            |cache| {
-                cache.tally.add(Event::Return);
-                cache.tally.add(Event::Oversized);
-            },
-        );
-        if counted.is_none() {
-            self.tallies.add_shared(Event::Return);
-            self.tallies.add_shared(Event::Oversized);
+    /// Frees a buffer that found the pool closed after its slot was reserved, counting it as
+    /// dropped on `tally` (or the shared counts). Returns 1: one buffer freed.
+    fn refuse(&self, buf: Box<BytesMut>, tally: Option<&ThreadTally>) -> usize {
+        drop(buf);
+        self.budget.release(1);
+        self.count(tally, Event::Dropped);
+        1
+    }
+
+    /// Counts `event` on this thread's tally, or on the shared counts when there is none.
+    fn count(&self, tally: Option<&ThreadTally>, event: Event) {
+        match tally {
+            Some(tally) => tally.add(event),
+            None => self.tallies.add_shared(event),
         }
     }
 
-    fn new_cache(self: &Arc<Self>) -> LocalCache {
+    fn new_cache(&self) -> LocalCache {
         LocalCache {
-            pool: Arc::downgrade(self),
-            ready: Vec::with_capacity(self.thread_cache),
-            frozen: VecDeque::with_capacity(self.thread_cache),
-            credits: 0,
+            pool: self.this.clone(),
+            held: FreeList {
+                ready: Vec::with_capacity(self.thread_cache),
+                frozen: VecDeque::with_capacity(self.thread_cache),
+            },
+            spare: 0,
             tally: self.tallies.register(),
         }
     }
 
-    /// Runs `f` under the shared list's lock and republishes its length.
+    /// A thread's first return to this pool makes it a cache, unless the pool is closed.
+    fn new_cache_for_return(&self) -> Option<LocalCache> {
+        (!self.closed.load(Ordering::Relaxed)).then(|| self.new_cache())
+    }
+
+    /// Runs `f` under the shared list's lock.
     fn with_shared<R>(&self, f: impl FnOnce(&mut FreeList) -> R) -> R {
         // The list stays consistent even if a holder panicked: every critical section is a
         // plain push, pop or move of whole buffers.
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let out = f(&mut shared);
-        self.shared_len
-            .store(shared.ready.len() + shared.frozen.len(), Ordering::Relaxed);
-        out
+        f(&mut shared)
+    }
+
+    /// The last handle is gone: this thread's cache and the shared list are freed, and from now
+    /// on nothing returned is kept. Buffers still outstanding, and those in other threads'
+    /// caches, keep the pool alive until they are freed (on return, or when their thread exits
+    /// or next prunes its table).
+    fn close(self: &Arc<Self>) {
+        // This thread's cache goes to the shared list first, then with it.
+        drop(local::remove(&CACHES, self.id));
+        let (ready, frozen) = self.with_shared(|shared| {
+            self.closed.store(true, Ordering::Relaxed);
+            (mem::take(&mut shared.ready), mem::take(&mut shared.frozen))
+        });
+        let freed = ready.len() + frozen.len();
+        self.budget.release(freed);
+        drop((ready, frozen));
+        // SAFETY: from `Arc::as_ptr`; the `freed` buffers were just dropped; `self` is a strong
+        // reference, so this cannot free the pool under us.
+        unsafe { count_freed(Arc::as_ptr(self), freed) };
     }
 
     fn stats(&self) -> Stats {
@@ -842,7 +1027,10 @@ impl Inner {
         let misses = totals.get(Event::Miss);
         let returns = totals.get(Event::Return);
         let gets = hits + misses;
-        let pooled = (self.shared_len.load(Ordering::Relaxed) + totals.cached) as u64;
+        let outstanding = gets.saturating_sub(returns);
+        // Every buffer that exists is outstanding or retained.
+        let live = self.live.load(Ordering::Acquire) as u64;
+        let pooled = live.saturating_sub(outstanding);
         Stats {
             gets,
             hits,
@@ -851,7 +1039,7 @@ impl Inner {
             dropped: totals.get(Event::Dropped),
             oversized: totals.get(Event::Oversized),
             detached: totals.get(Event::Detached),
-            outstanding: gets.saturating_sub(returns),
+            outstanding,
             pooled,
             pooled_bytes: pooled * self.buffer_size as u64,
         }
@@ -874,9 +1062,9 @@ enum Verdict {
 /// What [`Inner::reclaim`] found.
 enum Reclaim {
     /// The whole storage is reusable.
-    Ready(BytesMut),
+    Ready(Box<BytesMut>),
     /// `Bytes` still reference it: try again later.
-    InUse(BytesMut),
+    InUse(Box<BytesMut>),
     /// Not storage of this pool's size: let go.
     WrongSize,
 }
@@ -1125,9 +1313,103 @@ mod tests {
             }
         }
         // Neither plain returns nor frozen handles went through the shared list.
-        assert_eq!(pool.inner.shared_len.load(Ordering::Relaxed), 0);
-        assert_eq!(pool.inner.tallies.read().cached, 1);
+        let shared = pool.inner.with_shared(|s| s.ready.len() + s.frozen.len());
+        assert_eq!(shared, 0);
         assert_eq!((pool.stats().misses, pool.stats().pooled), (1, 1));
+    }
+
+    /// Whether the pool behind `weak` has been freed.
+    fn freed(weak: &Weak<Inner>) -> bool {
+        weak.upgrade().is_none()
+    }
+
+    #[test]
+    fn dropping_the_last_handle_frees_the_pool_and_its_buffers() {
+        for thread_cache in [0, 4] {
+            let pool = pool(64, 8, thread_cache);
+            let weak = pool.inner.this.clone();
+            let clone = pool.clone();
+            drop((pool.get(), pool.get()));
+            let mut buf = pool.get();
+            buf.put_u8(1);
+            let frozen = buf.freeze();
+            drop(pool);
+            assert!(!freed(&weak), "a handle is left");
+            assert_eq!(clone.stats().pooled, 2);
+            drop(clone);
+            // This thread's cache and the shared list went with the last handle; the frozen
+            // handle too, and its `Bytes` still reads.
+            assert!(freed(&weak));
+            assert_eq!(&frozen[..], &[1]);
+        }
+    }
+
+    #[test]
+    fn an_outstanding_buffer_keeps_a_dropped_pool_until_it_returns() {
+        let pool = pool(64, 8, 4);
+        let weak = pool.inner.this.clone();
+        let held = pool.get();
+        let mut grown = pool.get();
+        grown.extend_from_slice(&[1; 100]);
+        drop(pool);
+        assert!(!freed(&weak));
+        let bytes = grown.freeze();
+        assert!(!freed(&weak));
+        // Returned to a closed pool: freed, and with it the pool. No cache is created for it.
+        std::thread::spawn(move || drop(held))
+            .join()
+            .expect("no panic");
+        assert!(freed(&weak));
+        assert_eq!(bytes.len(), 100);
+    }
+
+    #[test]
+    fn another_threads_cache_keeps_a_dropped_pool_until_that_thread_exits() {
+        let pool = pool(64, 8, 4);
+        let weak = pool.inner.this.clone();
+        let (to_worker, work) = std::sync::mpsc::channel::<PooledBuf>();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            for buf in work {
+                drop(buf);
+                done_tx.send(()).expect("test alive");
+            }
+        });
+        let (first, second) = (pool.get(), pool.get());
+        to_worker.send(first).expect("worker alive");
+        done.recv().expect("worker alive");
+        assert_eq!(pool.stats().pooled, 1, "cached by the worker");
+        drop(pool);
+        to_worker.send(second).expect("worker alive");
+        done.recv().expect("worker alive");
+        assert!(!freed(&weak), "the worker's cache still holds a buffer");
+        drop(to_worker);
+        worker.join().expect("no panic");
+        // The thread's exit freed what its cache held, and with it the pool.
+        assert!(freed(&weak));
+    }
+
+    #[test]
+    fn a_closed_pools_cache_is_pruned_when_the_thread_uses_another_pool() {
+        let (first, second) = (pool(64, 8, 4), pool(64, 8, 4));
+        let weak = first.inner.this.clone();
+        let buf = first.get();
+        let (cached_tx, cached) = std::sync::mpsc::channel::<()>();
+        let (closed_tx, closed) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            drop(buf); // cached on this thread
+            cached_tx.send(()).expect("test alive");
+            closed.recv().expect("test alive");
+            let alive_before = !freed(&weak);
+            drop(second.get()); // a new entry prunes the closed pool's
+            (alive_before, freed(&weak))
+        });
+        cached.recv().expect("worker alive");
+        drop(first);
+        closed_tx.send(()).expect("worker alive");
+        let (alive_before, freed_after) = worker.join().expect("no panic");
+        assert!(alive_before, "the worker's cache held a buffer");
+        assert!(freed_after);
     }
 
     #[test]

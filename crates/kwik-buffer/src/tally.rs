@@ -22,8 +22,6 @@ const EVENTS: usize = 6;
 #[derive(Debug, Default)]
 pub(crate) struct Totals {
     counts: [u64; EVENTS],
-    /// Items held in live threads' caches.
-    pub(crate) cached: usize,
 }
 
 impl Totals {
@@ -37,7 +35,6 @@ impl Totals {
 #[derive(Debug, Default)]
 pub(crate) struct ThreadTally {
     counts: [AtomicU64; EVENTS],
-    cached: AtomicUsize,
 }
 
 impl ThreadTally {
@@ -45,11 +42,6 @@ impl ThreadTally {
     pub(crate) fn add(&self, event: Event) {
         let count = &self.counts[event as usize];
         count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    }
-
-    /// Publishes how many items the owning thread's cache holds.
-    pub(crate) fn set_cached(&self, items: usize) {
-        self.cached.store(items, Ordering::Relaxed);
     }
 }
 
@@ -94,7 +86,6 @@ impl Tallies {
             for (total, count) in totals.counts.iter_mut().zip(&tally.counts) {
                 *total += count.load(Ordering::Relaxed);
             }
-            totals.cached += tally.cached.load(Ordering::Relaxed);
         }
         totals
     }
@@ -170,16 +161,10 @@ mod tests {
         let tallies = Tallies::default();
         let tally = tallies.register();
         tally.add(Event::Hit);
-        tally.set_cached(3);
         tallies.add_shared(Event::Hit);
-        assert_eq!(
-            (tallies.read().get(Event::Hit), tallies.read().cached),
-            (2, 3)
-        );
+        assert_eq!(tallies.read().get(Event::Hit), 2);
         tallies.retire(&tally);
-        assert_eq!(
-            (tallies.read().get(Event::Hit), tallies.read().cached),
-            (2, 0)
-        );
+        assert_eq!(tallies.read().get(Event::Hit), 2);
+        assert_eq!(tallies.lock_live().len(), 0);
     }
 }

@@ -38,7 +38,7 @@ use crate::flight::Flight;
 /// Recency records the ring holds per entry after it grows: each compaction then frees at least
 /// `RING_RATIO - 1` records per entry, so its cost (a few sequential passes) is amortised over
 /// that many accesses.
-const RING_RATIO: usize = 3;
+const RING_RATIO: usize = 5;
 
 /// Records the ring holds beyond `RING_RATIO` per entry, so that a nearly empty shard does not
 /// compact on every access.

@@ -133,18 +133,20 @@ pub(crate) enum Inserted<K, V> {
     TooHeavy(K, V),
 }
 
-/// `repr(C)` keeps the fields a hit touches (table, slab, ring, hit/miss counters) together right
-/// after the mutex word, on the first two cache lines of the shard.
+/// `repr(C)` orders the fields for the hit path. Everything a hit writes (the mutex word just
+/// before the shard, the ring's length, the hit and miss counters) shares the first cache line;
+/// what it only reads (the slab and table headers) comes next and changes only on writes. Under
+/// a hit-only load on several cores, only that first line moves between cores.
 #[repr(C)]
 pub(crate) struct Shard<K, V> {
-    table: HashTable<u32>,
-    entries: Vec<Entry<K, V>>,
     /// Slab indices in access order, oldest first; see the module documentation.
     ring: Vec<u32>,
     pub(crate) counters: Counters,
+    entries: Vec<Entry<K, V>>,
     /// Records before this position have been popped (they are all stale).
     front: usize,
     capacity: usize,
+    table: HashTable<u32>,
     max_weight: u64,
     weight: u64,
     /// Where the next bounded sweep resumes in `entries`.
@@ -276,7 +278,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             return Inserted::Updated;
         }
 
-        self.reclaim_expired_tail(now);
+        self.reclaim_expired_lru(now);
         while !self.entries.is_empty()
             && (self.entries.len() >= self.capacity
                 || self.weight + u64::from(weight) > self.max_weight)
@@ -385,7 +387,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         None
     }
 
-    fn reclaim_expired_tail(&mut self, now: &mut Now<'_>) {
+    fn reclaim_expired_lru(&mut self, now: &mut Now<'_>) {
         for _ in 0..WRITE_RECLAIM_BOUND {
             match self.lru() {
                 Some(idx) if now.expired(self.entries[idx as usize].expires) => {
@@ -567,6 +569,17 @@ mod tests {
     }
 
     #[test]
+    fn hit_path_writes_stay_on_the_first_cache_line() {
+        // The mutex word takes the first 8 bytes of the line, before the shard.
+        let end_of_misses = std::mem::offset_of!(Shard<u64, u64>, counters) + 16;
+        assert_eq!(std::mem::offset_of!(Shard<u64, u64>, ring), 0);
+        assert!(
+            8 + end_of_misses <= 64,
+            "misses counter ends at {end_of_misses}"
+        );
+    }
+
+    #[test]
     fn weight_eviction_keeps_the_updated_entry() {
         let clock = MockClock::new();
         let mut s = shard(100, 10);
@@ -574,7 +587,7 @@ mod tests {
             put(&mut s, &clock, k, 2);
         }
         assert_eq!(s.weight(), 10);
-        put(&mut s, &clock, 2, 9); // update: 2 becomes head, evict until weight <= 10
+        put(&mut s, &clock, 2, 9); // update: 2 becomes the most recent, evict until weight <= 10
         assert_eq!(s.keys_by_recency(), [&2]);
         assert_eq!(s.weight(), 9);
         assert_eq!(s.counters.evicted_weight, 4);

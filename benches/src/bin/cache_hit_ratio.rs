@@ -9,7 +9,7 @@
 //! the one function `hit_loop`, for counting cache misses per hit under callgrind:
 //!
 //! ```text
-//! valgrind --tool=callgrind --cache-sim=yes --LL=524288,8,64 --toggle-collect='*hit_loop*' \
+//! valgrind --tool=callgrind --cache-sim=yes --LL=524288,8,64 --toggle-collect='*::hit_loop*' \
 //!     target/release/cache_hit_ratio --hit-loop kwik_cache
 //! ```
 
@@ -91,15 +91,8 @@ fn hit_loop<C: BenchCache>(cache: &C, ops: &[Op]) -> usize {
 }
 
 /// Fills a cache as the `cache_hit` bench does and runs [`hit_loop`] over 1M uniform hits.
-fn run_hit_loop<C: BenchCache>() {
-    let cache = C::with_capacity(HIT_KEYS as usize * 2);
-    for rank in 0..HIT_KEYS {
-        let key = cache_support::mix(rank);
-        cache.store(key, key);
-    }
-    for rank in 0..HIT_KEYS {
-        cache.lookup(cache_support::mix(rank));
-    }
+fn hit_workload<C: BenchCache>() {
+    let cache: C = cache_support::filled(HIT_KEYS);
     let ops = cache_support::uniform_ops(HIT_KEYS, HIT_OPS, 0xC0FFEE);
     let hits = hit_loop(&cache, &ops);
     println!("{hits} hits out of {HIT_OPS} lookups");
@@ -111,10 +104,10 @@ fn main() {
         && flag == "--hit-loop"
     {
         match cache.as_str() {
-            "kwik_cache" => run_hit_loop::<Kwik>(),
-            "moka" => run_hit_loop::<Moka>(),
-            "quick_cache" => run_hit_loop::<Quick>(),
-            "lru" => run_hit_loop::<Lru>(),
+            "kwik_cache" => hit_workload::<Kwik>(),
+            "moka" => hit_workload::<Moka>(),
+            "quick_cache" => hit_workload::<Quick>(),
+            "lru" => hit_workload::<Lru>(),
             other => eprintln!("unknown cache {other:?}: kwik_cache, moka, quick_cache or lru"),
         }
         return;

@@ -46,9 +46,11 @@ const RING_SLACK: usize = 64;
 
 /// Largest number of entries a shard can hold: stamps are `u32` positions in a ring of up to
 /// `RING_RATIO` records per entry (plus slack), which must stay below `u32::MAX`.
-pub(crate) const MAX_SHARD_ENTRIES: usize = 1 << 30;
+pub(crate) const MAX_SHARD_ENTRIES: usize = 1 << 29;
 
-/// How many expired entries a write reclaims from the cold end of the list before inserting.
+const _: () = assert!(RING_RATIO * MAX_SHARD_ENTRIES + RING_SLACK < u32::MAX as usize);
+
+/// How many expired entries a write reclaims from the cold end of the ring before inserting.
 /// Bounded so that one write never pays for a whole shard's worth of expirations.
 pub(crate) const WRITE_RECLAIM_BOUND: usize = 16;
 

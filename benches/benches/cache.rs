@@ -73,21 +73,6 @@ fn bench_one<C: BenchCache>(
     }
 }
 
-/// Fills a cache with the 100k keys the hit streams draw from.
-fn filled<C: BenchCache>(keys: u64) -> C {
-    // Room to spare so that no competitor's admission or sharding drops a key.
-    let cache = C::with_capacity(keys as usize * 2);
-    for rank in 0..keys {
-        let key = cache_support::mix(rank);
-        cache.store(key, key);
-    }
-    for rank in 0..keys {
-        let key = cache_support::mix(rank);
-        cache.lookup(key);
-    }
-    cache
-}
-
 fn cache_hit(c: &mut Criterion) {
     let keys = CAPACITY as u64;
     let streams: Vec<_> = (0..2)
@@ -95,13 +80,13 @@ fn cache_hit(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("cache_hit");
     group.sample_size(20);
-    let kwik: Kwik = filled(keys);
+    let kwik: Kwik = cache_support::filled(keys);
     bench_one(&mut group, "kwik_cache", &kwik, &streams);
-    let moka: Moka = filled(keys);
+    let moka: Moka = cache_support::filled(keys);
     bench_one(&mut group, "moka", &moka, &streams);
-    let quick: Quick = filled(keys);
+    let quick: Quick = cache_support::filled(keys);
     bench_one(&mut group, "quick_cache", &quick, &streams);
-    let lru: Lru = filled(keys);
+    let lru: Lru = cache_support::filled(keys);
     bench_one(&mut group, "lru", &lru, &streams);
     group.finish();
 }

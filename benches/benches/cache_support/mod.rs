@@ -104,6 +104,21 @@ impl BenchCache for Lru {
     }
 }
 
+/// A cache holding the `keys` keys `mix(0..keys)` (each looked up once after the inserts), with
+/// room for twice as many so that no competitor's admission or sharding drops a key: the state
+/// `cache_hit` measures.
+pub fn filled<C: BenchCache>(keys: u64) -> C {
+    let cache = C::with_capacity(keys as usize * 2);
+    for rank in 0..keys {
+        let key = mix(rank);
+        cache.store(key, key);
+    }
+    for rank in 0..keys {
+        cache.lookup(mix(rank));
+    }
+    cache
+}
+
 /// One operation of a read-mostly workload: a `get`, or (`write`) an insert-on-miss.
 #[derive(Clone, Copy)]
 pub struct Op {

@@ -3,6 +3,15 @@
 //! counting allocator).
 //!
 //! Run: `cargo run --release -p kwik-benches --bin cache_hit_ratio`
+//!
+//! With `--hit-loop <cache>` (`kwik_cache`, `moka`, `quick_cache` or `lru`) it instead runs
+//! `cache_hit`'s workload (100k keys in a cache of capacity 200k, then 1M uniform hits) once, in
+//! the one function `hit_loop`, for counting cache misses per hit under callgrind:
+//!
+//! ```text
+//! valgrind --tool=callgrind --cache-sim=yes --LL=524288,8,64 --toggle-collect='*::hit_loop*' \
+//!     target/release/cache_hit_ratio --hit-loop kwik_cache
+//! ```
 
 use kwik_benches::CountingAlloc;
 
@@ -70,7 +79,39 @@ fn report<C: BenchCache>(name: &str, zipf: &[Op], zipf_warm: &[Op], looped: &[Op
     );
 }
 
+/// Keys in `cache_hit`'s workload; the cache gets twice the room, as in the bench.
+const HIT_KEYS: u64 = CAPACITY as u64;
+/// Hits run by `--hit-loop`.
+const HIT_OPS: usize = 1_000_000;
+
+/// The timed loop of `cache_hit`, alone in a function that callgrind can toggle on.
+#[inline(never)]
+fn hit_loop<C: BenchCache>(cache: &C, ops: &[Op]) -> usize {
+    ops.iter().filter(|op| op.run(cache)).count()
+}
+
+/// Fills a cache as the `cache_hit` bench does and runs [`hit_loop`] over 1M uniform hits.
+fn hit_workload<C: BenchCache>() {
+    let cache: C = cache_support::filled(HIT_KEYS);
+    let ops = cache_support::uniform_ops(HIT_KEYS, HIT_OPS, 0xC0FFEE);
+    let hits = hit_loop(&cache, &ops);
+    println!("{hits} hits out of {HIT_OPS} lookups");
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, cache] = args.as_slice()
+        && flag == "--hit-loop"
+    {
+        match cache.as_str() {
+            "kwik_cache" => hit_workload::<Kwik>(),
+            "moka" => hit_workload::<Moka>(),
+            "quick_cache" => hit_workload::<Quick>(),
+            "lru" => hit_workload::<Lru>(),
+            other => eprintln!("unknown cache {other:?}: kwik_cache, moka, quick_cache or lru"),
+        }
+        return;
+    }
     let zipf_warm = cache_support::zipf_ops(ZIPF_KEYS, ZIPF_S, OPS, 1, 1);
     let zipf = cache_support::zipf_ops(ZIPF_KEYS, ZIPF_S, OPS, 1, 2);
     // A loop over 1.5× the capacity: exact LRU always evicts the key needed next.

@@ -1,12 +1,26 @@
 //! One shard: an exact LRU over a dense slab, indexed by a hash table of slab positions.
 //!
 //! Layout, chosen for the hit path and for bytes per entry:
-//! - `entries` holds key, value, expiry and weight, densely (removal is a `swap_remove`, so
-//!   there is no free list and no per-slot tag);
-//! - `links` holds the doubly-linked recency list as `u32` indices in a parallel array, so moving
-//!   an entry to the front touches 8-byte links (a compact, cache-friendly array) rather than
-//!   whole entries;
+//! - `entries` holds key, value, expiry, weight and a `u32` recency stamp, densely (removal is a
+//!   `swap_remove`, so there is no free list and no per-slot tag);
+//! - `ring` is the recency log: a `Vec<u32>` of slab indices in access order, oldest first. Every
+//!   access appends the entry's index and stores the append position in the entry's `stamp`, so
+//!   a record at position `p` is *live* iff `entries[ring[p]].stamp == p`; the older records of a
+//!   re-accessed, moved or removed entry are *stale* and skipped. `front` is the first position
+//!   not yet popped. The live records, read from `front` on, are the entries from least to most
+//!   recently used: exact LRU order;
 //! - `table` maps a key's hash to its slab position: 4 bytes + 1 control byte per bucket.
+//!
+//! A hit therefore touches the table bucket, the entry (already loaded for the key compare) and
+//! the end of the ring (a sequential write to a hot line): no neighbour in a linked list. Finding
+//! the victim pops stale records from the front until a live one (each record is popped once).
+//! When an entry moves in a `swap_remove`, its one live record is repointed in O(1) through its
+//! stamp. When the ring is full it is compacted (see [`Shard::make_room`]): the live records are
+//! kept in order and stamps renumbered, by sequential passes over `entries` and the ring guided
+//! by a bitmap of live positions; if fewer than `RING_RATIO - 1` free records per entry remain,
+//! the ring grows to `RING_RATIO × entries + RING_SLACK`. That bounds the ring to about
+//! `RING_RATIO` records per entry and makes compaction amortised O(1) per access. Stamps are
+//! positions in the ring, so they never wrap: the ring's length stays below `u32::MAX`.
 //!
 //! The shard is plain data behind the cache's per-shard mutex; its counters are plain integers
 //! updated under that lock, so the hit path does no atomic read-modify-write of its own.
@@ -21,13 +35,22 @@ use hashbrown::HashTable;
 use crate::clock::{Clock, NEVER, Tick, tick};
 use crate::flight::Flight;
 
-/// The "no entry" index in the recency list.
-const NIL: u32 = u32::MAX;
+/// Recency records the ring holds per entry after it grows: each compaction then frees at least
+/// `RING_RATIO - 1` records per entry, so its cost (a few sequential passes) is amortised over
+/// that many accesses.
+const RING_RATIO: usize = 5;
 
-/// Largest number of entries a shard can hold: slab positions are `u32` and `NIL` is reserved.
-pub(crate) const MAX_SHARD_ENTRIES: usize = (u32::MAX - 1) as usize;
+/// Records the ring holds beyond `RING_RATIO` per entry, so that a nearly empty shard does not
+/// compact on every access.
+const RING_SLACK: usize = 64;
 
-/// How many expired entries a write reclaims from the cold end of the list before inserting.
+/// Largest number of entries a shard can hold: stamps are `u32` positions in a ring of up to
+/// `RING_RATIO` records per entry (plus slack), which must stay below `u32::MAX`.
+pub(crate) const MAX_SHARD_ENTRIES: usize = 1 << 29;
+
+const _: () = assert!(RING_RATIO * MAX_SHARD_ENTRIES + RING_SLACK < u32::MAX as usize);
+
+/// How many expired entries a write reclaims from the cold end of the ring before inserting.
 /// Bounded so that one write never pays for a whole shard's worth of expirations.
 pub(crate) const WRITE_RECLAIM_BOUND: usize = 16;
 
@@ -54,14 +77,9 @@ pub(crate) struct Entry<K, V> {
     /// Tick at which the entry expires, `NEVER` if it does not.
     expires: Tick,
     weight: u32,
-}
-
-#[derive(Clone, Copy)]
-struct Link {
-    /// Towards the most recently used end.
-    prev: u32,
-    /// Towards the least recently used end.
-    next: u32,
+    /// Position of the entry's live record in the shard's `ring`; fills what would otherwise be
+    /// padding after `weight`.
+    stamp: u32,
 }
 
 /// Event counters of one shard, summed into [`Stats`](crate::Stats) on demand. Hits and misses
@@ -117,19 +135,20 @@ pub(crate) enum Inserted<K, V> {
     TooHeavy(K, V),
 }
 
-/// `repr(C)` keeps the fields a hit touches (table, slab pointers, list ends, hit/miss counters)
-/// together right after the mutex word, on the first two cache lines of the shard.
+/// `repr(C)` orders the fields for the hit path. Everything a hit writes (the mutex word just
+/// before the shard, the ring's length, the hit and miss counters) shares the first cache line;
+/// what it only reads (the slab and table headers) comes next and changes only on writes. Under
+/// a hit-only load on several cores, only that first line moves between cores.
 #[repr(C)]
 pub(crate) struct Shard<K, V> {
-    table: HashTable<u32>,
-    entries: Vec<Entry<K, V>>,
-    links: Vec<Link>,
-    /// Most recently used.
-    head: u32,
-    /// Least recently used: the next victim.
-    tail: u32,
+    /// Slab indices in access order, oldest first; see the module documentation.
+    ring: Vec<u32>,
     pub(crate) counters: Counters,
+    entries: Vec<Entry<K, V>>,
+    /// Records before this position have been popped (they are all stale).
+    front: usize,
     capacity: usize,
+    table: HashTable<u32>,
     max_weight: u64,
     weight: u64,
     /// Where the next bounded sweep resumes in `entries`.
@@ -150,9 +169,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         Self {
             table: HashTable::new(),
             entries: Vec::new(),
-            links: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            ring: Vec::new(),
+            front: 0,
             capacity: capacity.min(MAX_SHARD_ENTRIES),
             max_weight,
             weight: 0,
@@ -215,7 +233,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             return None;
         }
         self.counters.hits += 1;
-        self.move_to_front(idx);
+        self.touch(idx);
         Some(&self.entries[idx as usize].value)
     }
 
@@ -251,19 +269,19 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             entry.expires = expires;
             entry.weight = weight;
             self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
-            self.move_to_front(idx);
+            self.touch(idx);
             self.counters.updates += 1;
-            // A heavier value may push the shard over budget. The updated entry is now the head
-            // (its slab index may move as others are removed) and weighs at most `max_weight`,
-            // so the loop stops before reaching it.
-            while self.weight > self.max_weight && self.tail != self.head {
-                self.evict_tail(now, EvictionCause::Weight);
+            // A heavier value may push the shard over budget. The updated entry is now the most
+            // recently used (its slab index may move as others are removed) and weighs at most
+            // `max_weight`, so the loop stops before reaching it.
+            while self.weight > self.max_weight && self.entries.len() > 1 {
+                self.evict_lru(now, EvictionCause::Weight);
             }
             return Inserted::Updated;
         }
 
-        self.reclaim_expired_tail(now);
-        while self.tail != NIL
+        self.reclaim_expired_lru(now);
+        while !self.entries.is_empty()
             && (self.entries.len() >= self.capacity
                 || self.weight + u64::from(weight) > self.max_weight)
         {
@@ -272,22 +290,21 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             } else {
                 EvictionCause::Weight
             };
-            self.evict_tail(now, cause);
+            self.evict_lru(now, cause);
         }
 
         let idx = self.entries.len() as u32;
         self.reserve_one();
+        // Room in the ring first: a compaction renumbers the stamps of the entries present.
+        let stamp = self.next_stamp();
         self.entries.push(Entry {
             key,
             value,
             expires,
             weight,
+            stamp,
         });
-        self.links.push(Link {
-            prev: NIL,
-            next: NIL,
-        });
-        self.push_front(idx);
+        self.ring.push(idx);
         self.weight += u64::from(weight);
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.table
@@ -315,9 +332,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn clear(&mut self) {
         self.table.clear();
         self.entries.clear();
-        self.links.clear();
-        self.head = NIL;
-        self.tail = NIL;
+        self.ring.clear();
+        self.front = 0;
         self.weight = 0;
         self.sweep_cursor = 0;
     }
@@ -346,36 +362,53 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         reclaimed
     }
 
-    /// Keys from most to least recently used (test helper for the model test).
+    /// Keys from most to least recently used (test helper).
     #[cfg(test)]
     pub(crate) fn keys_by_recency(&self) -> Vec<&K> {
-        let mut keys = Vec::with_capacity(self.entries.len());
-        let mut i = self.head;
-        while i != NIL {
-            keys.push(&self.entries[i as usize].key);
-            i = self.links[i as usize].next;
-        }
-        keys
+        (self.front..self.ring.len())
+            .rev()
+            .filter(|&p| self.is_live(p))
+            .map(|p| &self.entries[self.ring[p] as usize].key)
+            .collect()
     }
 
-    fn reclaim_expired_tail(&mut self, now: &mut Now<'_>) {
-        for _ in 0..WRITE_RECLAIM_BOUND {
-            if self.tail == NIL || !now.expired(self.entries[self.tail as usize].expires) {
-                return;
+    /// Whether the ring record at `p` is the live record of its entry.
+    fn is_live(&self, p: usize) -> bool {
+        let idx = self.ring[p] as usize;
+        idx < self.entries.len() && self.entries[idx].stamp as usize == p
+    }
+
+    /// The least recently used entry, after popping the stale records in front of it.
+    fn lru(&mut self) -> Option<u32> {
+        while self.front < self.ring.len() {
+            if self.is_live(self.front) {
+                return Some(self.ring[self.front]);
             }
-            self.evict(self.tail, EvictionCause::Expired);
+            self.front += 1;
+        }
+        None
+    }
+
+    fn reclaim_expired_lru(&mut self, now: &mut Now<'_>) {
+        for _ in 0..WRITE_RECLAIM_BOUND {
+            match self.lru() {
+                Some(idx) if now.expired(self.entries[idx as usize].expires) => {
+                    self.evict(idx, EvictionCause::Expired);
+                }
+                _ => return,
+            }
         }
     }
 
-    /// Evicts the least recently used entry; reported as expired if it was.
-    fn evict_tail(&mut self, now: &mut Now<'_>, cause: EvictionCause) {
-        let tail = self.tail;
-        let cause = if now.expired(self.entries[tail as usize].expires) {
+    /// Evicts the least recently used entry, if any; reported as expired if it was.
+    fn evict_lru(&mut self, now: &mut Now<'_>, cause: EvictionCause) {
+        let Some(idx) = self.lru() else { return };
+        let cause = if now.expired(self.entries[idx as usize].expires) {
             EvictionCause::Expired
         } else {
             cause
         };
-        self.evict(tail, cause);
+        self.evict(idx, cause);
     }
 
     fn evict(&mut self, idx: u32, cause: EvictionCause) {
@@ -390,32 +423,22 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
-    /// Unlinks and removes the entry at `idx`, moving the last slab entry into its place.
+    /// Removes the entry at `idx`, moving the last slab entry into its place. The removed entry's
+    /// ring record goes stale by itself (its slot now holds another stamp, or lies past the end).
     fn remove_at(&mut self, idx: u32) -> Entry<K, V> {
-        self.unlink(idx);
         let hash = self.hasher.hash_one(&self.entries[idx as usize].key);
         if let Ok(bucket) = self.table.find_entry(hash, |&i| i == idx) {
             bucket.remove();
         }
         let last = (self.entries.len() - 1) as u32;
         if idx != last {
-            let hash = self.hasher.hash_one(&self.entries[last as usize].key);
+            let moved = &self.entries[last as usize];
+            let hash = self.hasher.hash_one(&moved.key);
+            self.ring[moved.stamp as usize] = idx;
             if let Some(slot) = self.table.find_mut(hash, |&i| i == last) {
                 *slot = idx;
             }
-            let Link { prev, next } = self.links[last as usize];
-            if prev == NIL {
-                self.head = idx;
-            } else {
-                self.links[prev as usize].next = idx;
-            }
-            if next == NIL {
-                self.tail = idx;
-            } else {
-                self.links[next as usize].prev = idx;
-            }
         }
-        self.links.swap_remove(idx as usize);
         let entry = self.entries.swap_remove(idx as usize);
         self.weight -= u64::from(entry.weight);
         entry
@@ -429,41 +452,73 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let room = self.capacity.saturating_sub(len).max(1);
             let additional = len.clamp(4, 1 << 20).min(room);
             self.entries.reserve_exact(additional);
-            self.links.reserve_exact(additional);
         }
     }
 
-    fn unlink(&mut self, idx: u32) {
-        let Link { prev, next } = self.links[idx as usize];
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.links[prev as usize].next = next;
+    /// Makes the entry at `idx` the most recently used.
+    #[inline]
+    fn touch(&mut self, idx: u32) {
+        // Already the most recent record (a repeated hit on a hot key): nothing to log.
+        if self.entries[idx as usize].stamp as usize + 1 == self.ring.len() {
+            return;
         }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.links[next as usize].prev = prev;
-        }
+        let stamp = self.next_stamp();
+        self.entries[idx as usize].stamp = stamp;
+        self.ring.push(idx);
     }
 
-    fn push_front(&mut self, idx: u32) {
-        self.links[idx as usize] = Link {
-            prev: NIL,
-            next: self.head,
-        };
-        if self.head == NIL {
-            self.tail = idx;
-        } else {
-            self.links[self.head as usize].prev = idx;
+    /// The position the next ring record will take, making room first if the ring is full.
+    #[inline]
+    fn next_stamp(&mut self) -> u32 {
+        if self.ring.len() == self.ring.capacity() {
+            self.make_room();
         }
-        self.head = idx;
+        self.ring.len() as u32
     }
 
-    fn move_to_front(&mut self, idx: u32) {
-        if self.head != idx {
-            self.unlink(idx);
-            self.push_front(idx);
+    /// Compacts the ring to its live records, then sizes it to `RING_RATIO` records per entry
+    /// (plus slack) if that leaves too little free room.
+    ///
+    /// Compaction reads `entries` and the ring sequentially, never at random: a first pass over
+    /// `entries` marks each live record's position in a bitmap (one bit per record: small enough
+    /// to stay in cache), the ring is then filtered in place by that bitmap, and a second pass
+    /// over `entries` renumbers each stamp to its record's rank among the live ones.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self) {
+        let live = self.entries.len();
+        if self.ring.len() > live {
+            let mut bits = vec![0u64; self.ring.len().div_ceil(64)];
+            for entry in &self.entries {
+                let p = entry.stamp as usize;
+                bits[p / 64] |= 1 << (p % 64);
+            }
+            let mut ranks = Vec::with_capacity(bits.len());
+            let mut kept = 0;
+            for (w, &word) in bits.iter().enumerate() {
+                ranks.push(kept as u32);
+                let mut word = word;
+                while word != 0 {
+                    let p = w * 64 + word.trailing_zeros() as usize;
+                    self.ring[kept] = self.ring[p];
+                    kept += 1;
+                    word &= word - 1;
+                }
+            }
+            self.ring.truncate(kept);
+            for entry in &mut self.entries {
+                let p = entry.stamp as usize;
+                let below = bits[p / 64] & ((1 << (p % 64)) - 1);
+                entry.stamp = ranks[p / 64] + below.count_ones();
+            }
+            self.front = 0;
+        }
+        let target = live * RING_RATIO + RING_SLACK;
+        if self.ring.capacity() < target {
+            self.ring.reserve_exact(target - self.ring.len());
+        } else if self.ring.capacity() > 2 * target {
+            // The shard shrank a lot (removals, `clear`): give the memory back.
+            self.ring.shrink_to(target);
         }
     }
 }
@@ -492,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn links_and_slab_stay_consistent_through_swap_removes() {
+    fn ring_and_slab_stay_consistent_through_swap_removes() {
         let clock = MockClock::new();
         let mut s = shard(4, u64::MAX);
         for k in 0..4 {
@@ -516,6 +571,17 @@ mod tests {
     }
 
     #[test]
+    fn hit_path_writes_stay_on_the_first_cache_line() {
+        // The mutex word takes the first 8 bytes of the line, before the shard.
+        let end_of_misses = std::mem::offset_of!(Shard<u64, u64>, counters) + 16;
+        assert_eq!(std::mem::offset_of!(Shard<u64, u64>, ring), 0);
+        assert!(
+            8 + end_of_misses <= 64,
+            "misses counter ends at {end_of_misses}"
+        );
+    }
+
+    #[test]
     fn weight_eviction_keeps_the_updated_entry() {
         let clock = MockClock::new();
         let mut s = shard(100, 10);
@@ -523,9 +589,69 @@ mod tests {
             put(&mut s, &clock, k, 2);
         }
         assert_eq!(s.weight(), 10);
-        put(&mut s, &clock, 2, 9); // update: 2 becomes head, evict until weight <= 10
+        put(&mut s, &clock, 2, 9); // update: 2 becomes the most recent, evict until weight <= 10
         assert_eq!(s.keys_by_recency(), [&2]);
         assert_eq!(s.weight(), 9);
         assert_eq!(s.counters.evicted_weight, 4);
+    }
+
+    /// Thousands of hits, inserts and removes on a small shard, checked against a deque after
+    /// every step: the ring is compacted, grown and shrunk many times on the way.
+    #[test]
+    fn recency_survives_many_compactions() {
+        let clock = MockClock::new();
+        let capacity = 50;
+        let mut s = shard(capacity, u64::MAX);
+        let mut model: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+        let mut x = 0x9E37_79B9_u32;
+        let (mut grew, mut compacted) = (0, 0);
+        for step in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let k = x % 80;
+            let (before, len_before) = (s.ring.capacity(), s.ring.len());
+            match x >> 29 {
+                0 => {
+                    let h = s.hasher.hash_one(k);
+                    let removed = s.remove(h, &k, &mut Now::lazy(&clock));
+                    let pos = model.iter().position(|&m| m == k);
+                    assert_eq!(removed.is_some(), pos.is_some(), "step {step}");
+                    if let Some(pos) = pos {
+                        model.remove(pos);
+                    }
+                }
+                1..=3 => {
+                    put(&mut s, &clock, k, 1);
+                    if let Some(pos) = model.iter().position(|&m| m == k) {
+                        model.remove(pos);
+                    } else if model.len() == capacity {
+                        model.pop_back();
+                    }
+                    model.push_front(k);
+                }
+                _ => {
+                    let pos = model.iter().position(|&m| m == k);
+                    assert_eq!(
+                        get(&mut s, &clock, k).is_some(),
+                        pos.is_some(),
+                        "step {step}"
+                    );
+                    if let Some(pos) = pos {
+                        model.remove(pos);
+                        model.push_front(k);
+                    }
+                }
+            }
+            grew += usize::from(s.ring.capacity() != before);
+            compacted += usize::from(s.ring.len() < len_before);
+            let want: Vec<&u32> = model.iter().collect();
+            assert_eq!(s.keys_by_recency(), want, "step {step}");
+            assert!(s.ring.capacity() <= 2 * (RING_RATIO * capacity + RING_SLACK));
+        }
+        assert!(
+            grew > 0 && compacted > 50,
+            "grew {grew}, compacted {compacted}"
+        );
     }
 }

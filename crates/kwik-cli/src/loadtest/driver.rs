@@ -11,6 +11,14 @@
 //! the load (no coordinated omission). Bulk mode drops the schedule: every session keeps
 //! [`BULK_WINDOW`] messages in flight and latency runs from the actual write.
 //!
+//! Send times fall on the ticks of tokio's timer. Its wheel fires on whole-millisecond ticks
+//! and rounds every deadline up to the next one, so a message scheduled between two ticks
+//! leaves up to 1 ms after its intended time by construction: timer resolution, charged as
+//! latency to every variant alike (about 0.5 ms at the median). The driver first learns where
+//! the ticks fall ([`timer_grid`]) and schedules each message on the last tick at or before its
+//! ideal time: the same moments as before (a timer cannot fire between ticks), the same
+//! aggregate rate, but lateness now measures the system rather than the timer's resolution.
+//!
 //! Sending starts with a warm-up ([`Workload::warmup`]): the same load, echoed and checked, but
 //! not measured. It covers what a fresh crowd of sessions does once, whatever the transport:
 //! every session's stream opened and accepted, and the tail of a thousand handshakes'
@@ -180,7 +188,10 @@ pub(crate) async fn run<T: Target>(
         return Ok(measured);
     }
 
-    let base = Instant::now();
+    // A tick of the timer, a little ahead of now: every session's first deadline is after it.
+    let grid = timer_grid().await;
+    let ahead = Instant::now().saturating_duration_since(grid).as_millis() + 2;
+    let base = grid + TICK * u32::try_from(ahead).unwrap_or(u32::MAX);
     let window_start = base + workload.warmup;
     let end = window_start + workload.duration;
     let deadline = tokio::time::Instant::from_std(end + DRAIN);
@@ -281,6 +292,41 @@ pub(crate) async fn run<T: Target>(
     Ok(measured)
 }
 
+/// The resolution of tokio's timer.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Sleeps the timer answers while [`timer_grid`] learns where its ticks fall.
+const GRID_SAMPLES: u32 = 16;
+
+/// How far before a tick [`timer_grid`] puts its grid: more than a timer wake-up usually takes
+/// after its tick, less than a tick.
+const GRID_MARGIN: Duration = Duration::from_micros(100);
+
+/// An instant just before one of the timer's ticks: a deadline on `grid + k ms` fires on tick
+/// `k` instead of being rounded up to the next.
+///
+/// tokio counts ticks from its own start instant, which it does not expose. The wake-ups of
+/// short sleeps show it: each lands on a tick plus a small delay. Their offsets from the first
+/// wake-up, folded into (−½, ½] ms, are those delays minus the first one; the smallest marks
+/// the tick most closely, and the grid goes [`GRID_MARGIN`] before it. If the timer ran late
+/// throughout, every deadline is rounded up one tick, as without a grid: less precise, never
+/// wrong.
+async fn timer_grid() -> Instant {
+    let tick = TICK.as_nanos() as i128;
+    let mut first = None;
+    let mut earliest = 0_i128;
+    for _ in 0..GRID_SAMPLES {
+        tokio::time::sleep(TICK).await;
+        let woke = Instant::now();
+        let first = *first.get_or_insert(woke);
+        let folded = ((woke - first).as_nanos() as i128 + tick / 2) % tick - tick / 2;
+        earliest = earliest.min(folded);
+    }
+    let first = first.unwrap_or_else(Instant::now);
+    let back = Duration::from_nanos(u64::try_from(-earliest).unwrap_or(0)) + GRID_MARGIN;
+    first.checked_sub(back).unwrap_or(first)
+}
+
 /// How a session schedules its messages.
 enum Pacing {
     /// Open loop: one message every `interval`, the first at `offset` after the start.
@@ -373,15 +419,18 @@ async fn send_loop(
     let mut message = vec![FILL; size];
     match pacing {
         Pacing::Open { interval, offset } => {
-            let mut intended = base + offset;
-            while intended < end {
+            let mut ideal = base + offset;
+            while ideal < end {
+                // `base` is on a tick, so whole milliseconds from it are ticks too.
+                let ticks = (ideal - base).as_millis();
+                let intended = base + TICK * u32::try_from(ticks).unwrap_or(u32::MAX);
                 tokio::time::sleep_until(intended.into()).await;
                 // The intended time, not the actual one: lateness is part of the latency.
                 stamp(&mut message, intended - base);
                 writer.write_all(&message).await?;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 counters.bytes.fetch_add(size as u64, Ordering::Relaxed);
-                intended += interval;
+                ideal += interval;
             }
         }
         Pacing::Window(permits) => {

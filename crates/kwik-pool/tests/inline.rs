@@ -7,16 +7,8 @@ use std::time::Duration;
 use kwik_pool::{Outcome, PoolObserver, RunInlineError, WorkerPool};
 use tokio::sync::Semaphore;
 
-/// Yields until `cond` holds; the bound keeps a broken pool from hanging the suite.
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..10_000 {
-        if cond() {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("condition never became true");
-}
+mod support;
+use support::until;
 
 /// Two keys on different shards of a two-worker pool.
 fn two_shards(pool: &WorkerPool) -> (u64, u64) {

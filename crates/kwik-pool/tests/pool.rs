@@ -10,16 +10,8 @@ use kwik_pool::{
 };
 use tokio::sync::Semaphore;
 
-/// Yields until `cond` holds; the bound keeps a broken pool from hanging the suite.
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..10_000 {
-        if cond() {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("condition never became true");
-}
+mod support;
+use support::until;
 
 /// A closed gate: jobs that pass through it wait until the test opens it.
 fn gate() -> Arc<Semaphore> {

@@ -263,6 +263,38 @@ impl Runtime {
         Ok(Session::new(session, None))
     }
 
+    /// Sets up now what the first dial to `addr` with `trust` would: the client configuration
+    /// (TLS roots and transport settings) and the client endpoint, one UDP socket for `addr`'s
+    /// address family, shared by every later dial with the same trust. Dials then pay for their
+    /// handshakes only, e.g. when a crowd of sessions is opened at once or connect times are
+    /// measured. Optional: without it the first dial does the same.
+    ///
+    /// # Errors
+    ///
+    /// [`DialError::ShutDown`] after [`shutdown`](Self::shutdown); [`DialError::Config`] for
+    /// rejected TLS settings; [`DialError::Connect`] if the socket could not be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runtime = kwik::Runtime::from_config(&kwik::config::PerformanceConfig::default()).await?;
+    /// let trust = kwik::Trust::InsecureDevSkipVerification;
+    /// runtime.prepare_dial("127.0.0.1:4433".parse()?, &trust)?; // binds, sends nothing
+    /// runtime.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn prepare_dial(&self, addr: SocketAddr, trust: &Trust) -> Result<(), DialError> {
+        if self.is_shut_down() {
+            return Err(DialError::ShutDown);
+        }
+        let config = self.shared_client_config(trust)?;
+        config
+            .endpoint_for(addr)
+            .map_err(kwik_transport::ConnectError::Bind)?;
+        Ok(())
+    }
+
     /// The client configuration for `trust`, built once and then reused, so that every session
     /// dialed with the same trust shares one client endpoint (one UDP socket and its buffers).
     fn shared_client_config(&self, trust: &Trust) -> Result<ClientConfig, DialError> {

@@ -183,3 +183,28 @@ async fn sessions_through_the_pool_under_load() {
     drop((sessions, server_sessions, listener));
     assert!(runtime.shutdown(Duration::from_secs(5)).await.is_complete());
 }
+
+/// `prepare_dial` sets up the client side ahead of time; a dial then uses it, and a shut-down
+/// runtime refuses it like a dial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_dial_then_dial() {
+    let mut config = local(PerformanceConfig::default());
+    config.metrics.enabled = false;
+    let runtime = Runtime::from_config(&config).await.unwrap();
+    let listener = runtime
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            &Identity::InsecureDevSelfSigned,
+        )
+        .unwrap();
+    let addr = listener.local_addr();
+    let trust = Trust::InsecureDevSkipVerification;
+    runtime.prepare_dial(addr, &trust).unwrap();
+    let (dialed, accepted) = tokio::join!(runtime.dial(addr, &trust), listener.accept());
+    let (dialed, accepted) = (dialed.unwrap(), accepted.unwrap());
+    dialed.close(kwik::transport::ErrorCode::NO_ERROR, "done");
+    drop(accepted);
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let err = runtime.prepare_dial(addr, &trust).unwrap_err();
+    assert!(matches!(err, kwik::DialError::ShutDown), "{err:?}");
+}

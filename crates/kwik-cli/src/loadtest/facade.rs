@@ -50,14 +50,18 @@ impl KwikTarget {
             Arc::new(runtime.listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &identity)?);
         let addr = listener.local_addr();
         tokio::spawn(accept_loop(Arc::clone(&listener)));
+        let trust = Trust::Roots {
+            roots: vec![tls.cert.clone()],
+            server_name: Some(super::tls::SERVER_NAME.to_owned()),
+        };
+        // As the baseline builds its client endpoint and TLS configuration before the clock
+        // starts: `setup` times the sessions' handshakes, not this one-time work.
+        runtime.prepare_dial(addr, &trust)?;
         Ok(Self {
             runtime,
             listener: Some(listener),
             addr,
-            trust: Arc::new(Trust::Roots {
-                roots: vec![tls.cert.clone()],
-                server_name: Some(super::tls::SERVER_NAME.to_owned()),
-            }),
+            trust: Arc::new(trust),
         })
     }
 
@@ -72,6 +76,7 @@ impl KwikTarget {
         let mut config = config.clone();
         config.transport.dispatch = dispatch;
         let runtime = Runtime::from_config(&config).await?;
+        runtime.prepare_dial(addr, &trust)?;
         Ok(Self {
             runtime,
             listener: None,

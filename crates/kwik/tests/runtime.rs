@@ -22,6 +22,19 @@ fn local(mut config: PerformanceConfig) -> PerformanceConfig {
     config
 }
 
+/// A runtime built from `config` and a listener of it on an ephemeral 127.0.0.1 port, with a
+/// development self-signed certificate.
+async fn listening(config: &PerformanceConfig) -> (Runtime, kwik::Listener) {
+    let runtime = Runtime::from_config(config).await.unwrap();
+    let listener = runtime
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            &Identity::InsecureDevSelfSigned,
+        )
+        .unwrap();
+    (runtime, listener)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_config_with_every_profile() {
     let mut seen = 0;
@@ -105,13 +118,7 @@ async fn sessions_through_the_pool_under_load() {
     config.transport.dispatch = Dispatch::Pool;
     config.worker_pool.size = 2;
     config.worker_pool.buffer_size = 1;
-    let runtime = Runtime::from_config(&config).await.unwrap();
-    let listener = runtime
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            &Identity::InsecureDevSelfSigned,
-        )
-        .unwrap();
+    let (runtime, listener) = listening(&config).await;
     let addr = listener.local_addr();
 
     let server = tokio::spawn(async move {
@@ -190,13 +197,7 @@ async fn sessions_through_the_pool_under_load() {
 async fn prepare_dial_then_dial() {
     let mut config = local(PerformanceConfig::default());
     config.metrics.enabled = false;
-    let runtime = Runtime::from_config(&config).await.unwrap();
-    let listener = runtime
-        .listen(
-            "127.0.0.1:0".parse().unwrap(),
-            &Identity::InsecureDevSelfSigned,
-        )
-        .unwrap();
+    let (runtime, listener) = listening(&config).await;
     let addr = listener.local_addr();
     let trust = Trust::InsecureDevSkipVerification;
     runtime.prepare_dial(addr, &trust).unwrap();

@@ -14,10 +14,10 @@
 //! Send times fall on the ticks of tokio's timer. Its wheel fires on whole-millisecond ticks
 //! and rounds every deadline up to the next one, so a message scheduled between two ticks
 //! leaves up to 1 ms after its intended time by construction: timer resolution, charged as
-//! latency to every variant alike (about 0.5 ms at the median). The driver first learns where
-//! the ticks fall ([`timer_grid`]) and schedules each message on the last tick at or before its
-//! ideal time: the same moments as before (a timer cannot fire between ticks), the same
-//! aggregate rate, but lateness now measures the system rather than the timer's resolution.
+//! latency to every variant alike. The driver first learns where the ticks fall
+//! ([`timer_grid`]) and schedules each message on the last tick at or before its ideal time:
+//! the same moments as before (a timer cannot fire between ticks), the same aggregate rate, but
+//! lateness now measures the system rather than the timer's resolution.
 //!
 //! Sending starts with a warm-up ([`Workload::warmup`]): the same load, echoed and checked, but
 //! not measured. It covers what a fresh crowd of sessions does once, whatever the transport:
@@ -307,7 +307,7 @@ const GRID_MARGIN: Duration = Duration::from_micros(100);
 ///
 /// tokio counts ticks from its own start instant, which it does not expose. The wake-ups of
 /// short sleeps show it: each lands on a tick plus a small delay. Their offsets from the first
-/// wake-up, folded into (−½, ½] ms, are those delays minus the first one; the smallest marks
+/// wake-up, folded into [−½, ½) ms, are those delays minus the first one; the smallest marks
 /// the tick most closely, and the grid goes [`GRID_MARGIN`] before it. If the timer ran late
 /// throughout, every deadline is rounded up one tick, as without a grid: less precise, never
 /// wrong.

@@ -488,8 +488,8 @@ fn read_error_reason(e: quinn::ReadError) -> CloseReason {
     }
 }
 
-/// A number in `[0, 1)` drawn from `key` with a per-process random seed: spreads the paths'
-/// periodic work (PINGs) evenly over an interval.
+/// A number in `[0, 1)` hashed from `key` with a fresh random seed (every `RandomState` gets
+/// its own keys): spreads the paths' periodic work (PINGs) evenly over an interval.
 fn unit_phase(key: u64) -> f64 {
     use std::hash::BuildHasher;
     let bits = std::hash::RandomState::new().hash_one(key) >> 11;

@@ -1,4 +1,4 @@
-# kwik tasks. Each recipe is exactly a command that CI (.ci/run) runs.
+# kwik tasks. fmt, lint, test and bench-build are exactly the commands CI (.ci/run) runs.
 
 # List the recipes.
 default:

@@ -19,7 +19,7 @@ use kwik_transport::{
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::Exec;
+use common::{Exec, Holdable};
 
 /// Upper bound for waits that only fail when something is broken (never a timing assertion).
 const BOUND: Duration = Duration::from_secs(60);
@@ -38,6 +38,8 @@ struct Cluster {
     client: Session,
     /// The primary server's side of the session.
     primary: Session,
+    /// The primary server's executor, which a test can hold.
+    primary_exec: Arc<Holdable>,
 }
 
 impl Cluster {
@@ -51,7 +53,13 @@ impl Cluster {
         client: impl FnOnce(ClientConfigBuilder) -> ClientConfigBuilder,
     ) -> Self {
         let pki = TestPki::generate().unwrap();
-        let listeners: Vec<_> = (0..servers).map(|_| start_server(&pki, exec)).collect();
+        let primary_exec = Holdable::new(exec);
+        let listeners: Vec<_> = (0..servers)
+            .map(|i| match i {
+                0 => start_server(&pki, primary_exec.clone()),
+                _ => start_server(&pki, exec.executor()),
+            })
+            .collect();
         let config = client(
             ClientConfig::builder()
                 .add_root_certificate(pki.ca_cert())
@@ -70,6 +78,7 @@ impl Cluster {
             listeners,
             client: client.unwrap(),
             primary: primary.unwrap(),
+            primary_exec,
         }
     }
 
@@ -105,10 +114,10 @@ impl Cluster {
     }
 }
 
-fn start_server(pki: &TestPki, exec: Exec) -> Listener {
+fn start_server(pki: &TestPki, executor: Arc<dyn kwik_transport::Executor>) -> Listener {
     let config = ServerConfig::builder()
         .certificate(pki.cert_chain(), pki.key())
-        .executor(exec.executor())
+        .executor(executor)
         .build()
         .unwrap();
     listen("127.0.0.1:0".parse().unwrap(), &config).unwrap()
@@ -482,13 +491,15 @@ both_executors!(
         let mut stream = cluster.client.open_stream().await.unwrap();
         stream.write_all(b"GET").await.unwrap();
         let incoming = bounded(cluster.primary.accept_stream()).await.unwrap();
-        // The client drops the path; the primary relays before REMOVE_PATH reaches it (the call
-        // follows at once, the frame needs a round through the network and the executor).
+        // The client drops the path; the primary relays before it has processed REMOVE_PATH
+        // (its executor holds every packet until the relay is out).
+        cluster.primary_exec.hold();
         cluster.client.remove_path(path).unwrap();
         cluster
             .primary
             .relay(path, incoming.id(), &b"part"[..])
             .unwrap();
+        cluster.primary_exec.release().await;
         // The part will never come: the stream fails instead of waiting for it.
         let err = bounded(stream.read_chunk(usize::MAX)).await.unwrap_err();
         assert_eq!(err, ReadError::PathLost(path));

@@ -1,12 +1,12 @@
 //! Loopback session pairs for the integration tests, run with each executor.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kwik_transport::{
-    ClientConfig, ClientConfigBuilder, ErrorCode, Executor, InlineExecutor, Listener, ServerConfig,
-    ServerConfigBuilder, Session, SpawnExecutor, dial, listen,
+    ClientConfig, ClientConfigBuilder, ErrorCode, Executor, InlineExecutor, Listener, PacketJob,
+    ServerConfig, ServerConfigBuilder, Session, SpawnExecutor, Submit, dial, listen,
 };
 
 /// Which executor a test runs with.
@@ -22,6 +22,48 @@ impl Exec {
             Self::Inline => Arc::new(InlineExecutor),
             Self::Spawn => Arc::new(SpawnExecutor),
         }
+    }
+}
+
+/// An executor that hands jobs to `inner`, except while held: then it keeps them, in order,
+/// until [`release`](Self::release). Lets a test make sure a peer has *not* processed a frame
+/// yet, instead of hoping the network is slower than the next line of the test.
+pub struct Holdable {
+    inner: Arc<dyn Executor>,
+    held: Mutex<Option<Vec<(u64, PacketJob)>>>,
+}
+
+impl Holdable {
+    pub fn new(exec: Exec) -> Arc<Self> {
+        Arc::new(Self {
+            inner: exec.executor(),
+            held: Mutex::new(None),
+        })
+    }
+
+    /// Jobs submitted from now on wait for [`release`](Self::release).
+    pub fn hold(&self) {
+        self.held.lock().unwrap().get_or_insert_with(Vec::new);
+    }
+
+    /// Hands the held jobs to the inner executor, in submission order, and stops holding.
+    pub async fn release(&self) {
+        let held = self.held.lock().unwrap().take().unwrap_or_default();
+        for (key, job) in held {
+            self.inner.submit(key, job).await.unwrap();
+        }
+    }
+}
+
+impl Executor for Holdable {
+    fn submit(&self, key: u64, job: PacketJob) -> Submit<'_> {
+        let mut held = self.held.lock().unwrap();
+        if let Some(queue) = held.as_mut() {
+            queue.push((key, job));
+            return Submit::ready(Ok(()));
+        }
+        drop(held);
+        self.inner.submit(key, job)
     }
 }
 

@@ -187,8 +187,11 @@ impl WorkerPool {
         F::Output: Send + 'static,
     {
         let shard = self.shard_for(key);
-        let admission = self.admit(shard, job).await?;
-        Ok(self.send_reported(admission.0, admission.1))
+        let (admission, job) = match self.admit_now(shard) {
+            Some(admission) => (admission, job),
+            None => self.admit(shard, job).await?,
+        };
+        Ok(self.send_reported(admission, job))
     }
 
     /// Like [`submit`](Self::submit) but never waits: a full shard returns
@@ -259,8 +262,11 @@ impl WorkerPool {
         F: Future<Output = ()> + Send + 'static,
     {
         let shard = self.shard_for(key);
-        let admission = self.admit(shard, job).await?;
-        self.send_detached(admission.0, admission.1);
+        let (admission, job) = match self.admit_now(shard) {
+            Some(admission) => (admission, job),
+            None => self.admit(shard, job).await?,
+        };
+        self.send_detached(admission, job);
         Ok(())
     }
 
@@ -381,8 +387,12 @@ impl WorkerPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let admission = self.admit(self.least_loaded(), job).await?;
-        Ok(self.send_reported(admission.0, admission.1))
+        let shard = self.least_loaded();
+        let (admission, job) = match self.admit_now(shard) {
+            Some(admission) => (admission, job),
+            None => self.admit(shard, job).await?,
+        };
+        Ok(self.send_reported(admission, job))
     }
 
     /// Like [`spawn`](Self::spawn) but never waits.
@@ -428,7 +438,10 @@ impl WorkerPool {
         J: Job,
     {
         let shard = self.shard_for(key);
-        let (admission, job) = self.admit(shard, job).await?;
+        let (admission, job) = match self.admit_now(shard) {
+            Some(admission) => (admission, job),
+            None => self.admit(shard, job).await?,
+        };
         let (id, timeout) = (job.id(), job.timeout());
         let (task, handle) = Reported::task(job.execute(), Result::is_ok, Some(id));
         self.send(admission, task, timeout);
@@ -631,6 +644,24 @@ impl WorkerPool {
         (0..self.workers())
             .min_by_key(|&index| load(index))
             .unwrap_or(0)
+    }
+
+    /// Reserves room for one job on `shard` if it is there at once and nobody waits for it
+    /// first; `None` sends the caller to [`admit`](Self::admit), which waits, rejects or
+    /// refuses as the case may be. A plain function, not a future: the common case neither
+    /// builds `admit`'s state machine nor moves the job through it.
+    fn admit_now(&self, shard: usize) -> Option<Admission<'_>> {
+        let shared = &self.inner.shared;
+        if shared.is_closing() {
+            return None;
+        }
+        let bound = match &shared.max_queued {
+            None => None,
+            Some(bound) => Some(bound.try_acquire().ok()?),
+        };
+        let queue = &shared.shards[shard].queue;
+        queue.try_reserve_unwaited().ok()?;
+        Some(Admission::new(queue, bound))
     }
 
     /// Reserves room for one job on `shard`, waiting under [`Overflow::Block`].

@@ -20,6 +20,11 @@
 //! queued or running, so nothing can be overtaken), and the worker claims the bit before it
 //! takes a job off the queue. The worker keeps the bit while its queue is not empty, so the
 //! busy path pays one claim per busy period, not per job.
+//!
+//! The worker takes the queued jobs a batch at a time: one lock moves every queued job into its
+//! [`Batch`], so the lock line is shared with submitters once per batch instead of once per
+//! job. Jobs in the batch keep their slots until each is taken to run, so the bound and the
+//! `queued` count are the same as if they were still in the queue.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -110,14 +115,20 @@ impl ShardQueue {
         self.reserve_below(self.capacity)
     }
 
+    /// Reserves a slot if one is free and no submitter waits for room (who would get it first).
+    pub(crate) fn try_reserve_unwaited(&self) -> Result<(), Refused> {
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            return Err(Refused::Full);
+        }
+        self.try_reserve()
+    }
+
     /// Reserves a slot, waiting for room while the queue is full. Submitters that arrive while
     /// others wait queue behind them.
     pub(crate) async fn reserve(&self) -> Result<(), Refused> {
-        if self.waiting.load(Ordering::SeqCst) == 0 {
-            match self.try_reserve() {
-                Err(Refused::Full) => {}
-                done => return done,
-            }
+        match self.try_reserve_unwaited() {
+            Err(Refused::Full) => {}
+            done => return done,
         }
         loop {
             let mut notified = pin!(self.room.notified());
@@ -198,8 +209,9 @@ impl ShardQueue {
         &self,
         cx: &mut Context<'_>,
         active: &mut bool,
+        batch: &mut Batch<'_>,
     ) -> Poll<Option<Envelope>> {
-        if let Some(envelope) = self.pop_active(active) {
+        if let Some(envelope) = self.pop_active(active, batch) {
             return Poll::Ready(Some(envelope));
         }
         if *active {
@@ -211,7 +223,7 @@ impl ShardQueue {
         }
         self.worker.register(cx.waker());
         self.parked.store(true, Ordering::SeqCst);
-        if let Some(envelope) = self.pop_active(active) {
+        if let Some(envelope) = self.pop_active(active, batch) {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(Some(envelope));
         }
@@ -231,7 +243,13 @@ impl ShardQueue {
     /// Takes the next job with the `ACTIVE` bit held (claiming it if `active` is false and a
     /// slot is reserved). `None` if nothing is queued, or if a caller holds the bit (its
     /// release wakes the worker).
-    fn pop_active(&self, active: &mut bool) -> Option<Envelope> {
+    fn pop_active(&self, active: &mut bool, batch: &mut Batch<'_>) -> Option<Envelope> {
+        if let Some(envelope) = batch.jobs.pop_front() {
+            // Jobs are only ever in the batch while the bit is held.
+            debug_assert!(*active);
+            self.release_slot();
+            return Some(envelope);
+        }
         if !*active {
             let mut current = self.state.load(Ordering::SeqCst);
             loop {
@@ -250,7 +268,7 @@ impl ShardQueue {
             }
             *active = true;
         }
-        self.pop()
+        self.pop(batch)
     }
 
     /// Claims an idle shard for a job the caller runs in place: succeeds only when no slot is
@@ -284,10 +302,21 @@ impl ShardQueue {
         self.len() == 0
     }
 
-    fn pop(&self) -> Option<Envelope> {
-        let envelope = self.lock().queue.pop_front()?;
+    /// Moves every queued job into the (empty) `batch` and returns the first.
+    fn pop(&self, batch: &mut Batch<'_>) -> Option<Envelope> {
+        debug_assert!(batch.jobs.is_empty());
+        std::mem::swap(&mut self.lock().queue, &mut batch.jobs);
+        let envelope = batch.jobs.pop_front()?;
         self.release_slot();
         Some(envelope)
+    }
+
+    /// An empty batch for this shard's worker.
+    pub(crate) fn batch(&self) -> Batch<'_> {
+        Batch {
+            queue: self,
+            jobs: VecDeque::with_capacity(self.capacity.min(PREALLOCATED)),
+        }
     }
 
     fn release_slot(&self) {
@@ -324,6 +353,28 @@ impl ShardQueue {
         // Nothing panics while holding the lock (pushes and pops of a deque), but a poisoned
         // queue is still a consistent queue.
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Jobs the worker took off the queue and has not run yet. Each keeps its slot until it is
+/// taken to run; a batch dropped with jobs in it (the worker was aborted) drops them, which
+/// tells their handles the pool closed, and gives their slots back.
+pub(crate) struct Batch<'a> {
+    queue: &'a ShardQueue,
+    jobs: VecDeque<Envelope>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        let count = self.jobs.len();
+        if count == 0 {
+            return;
+        }
+        self.jobs.clear();
+        self.queue.state.fetch_sub(count, Ordering::SeqCst);
+        if self.queue.waiting.load(Ordering::SeqCst) > 0 {
+            self.queue.room.notify_waiters();
+        }
     }
 }
 

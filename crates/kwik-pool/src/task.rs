@@ -1,11 +1,12 @@
 //! What travels through a shard queue: a job plus how to report its end.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -148,21 +149,37 @@ impl<F: Future<Output = ()> + Send> RawTask for Detached<F> {
 /// allocation, shared by the worker (through [`Published`]) and the handle. Half the
 /// allocations of a boxed job plus a oneshot channel, and the memory is usually freed by the
 /// thread that allocated it (the handle's).
+///
+/// No lock: the two sides never touch `stage` at the same time. The worker owns it until it
+/// publishes (a `Release` store of `published`), the handle only after it has seen that flag
+/// (an `Acquire` load).
 pub(crate) struct Reported<F: Future, C> {
-    state: Mutex<ReportState<F>>,
-    /// Set once the result is visible; read by the handle without the lock.
+    stage: UnsafeCell<Stage<F>>,
+    /// Set once the result is visible to the handle.
     published: AtomicBool,
     waker: AtomicWaker,
     /// Classifies the output as success (counted `completed`) or failure.
     succeeded: C,
 }
 
-struct ReportState<F: Future> {
+struct Stage<F: Future> {
     /// The job. Pinned where it is: it is polled in place and dropped in place (by setting
     /// `None`), never moved.
     fut: Option<F>,
     result: Option<Result<F::Output, JobError>>,
     started: bool,
+}
+
+// SAFETY: `stage` is only ever accessed by one thread at a time (the worker before the
+// `published` release store, the handle after its acquire load observes it), so sharing a
+// `Reported` only needs its contents to be sendable; `succeeded` is called by the worker only,
+// and `C: Sync` besides.
+unsafe impl<F, C> Sync for Reported<F, C>
+where
+    F: Future + Send,
+    F::Output: Send,
+    C: Sync,
+{
 }
 
 impl<F, C> Reported<F, C>
@@ -174,7 +191,7 @@ where
     /// The task for the queue and the handle's end of it.
     pub(crate) fn task(fut: F, succeeded: C, id: Option<u64>) -> (Task, JobHandle<F::Output>) {
         let cell = Arc::new(Self {
-            state: Mutex::new(ReportState {
+            stage: UnsafeCell::new(Stage {
                 fut: Some(fut),
                 result: None,
                 started: false,
@@ -190,10 +207,15 @@ where
         (Task::Reported(Published(cell)), handle)
     }
 
-    fn lock(&self) -> MutexGuard<'_, ReportState<F>> {
-        // A job that panicked while polled poisoned the lock; the state is still consistent
-        // (the panic is reported through `fail`).
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The stage, for the worker.
+    ///
+    /// # Safety
+    ///
+    /// Only the worker, through the one [`Published`], before it publishes.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn worker_stage(&self) -> &mut Stage<F> {
+        // SAFETY: the caller is the worker before publication: nobody else reads or writes.
+        unsafe { &mut *self.stage.get() }
     }
 }
 
@@ -204,42 +226,45 @@ where
     C: Fn(&F::Output) -> bool + Send + Sync + 'static,
 {
     fn poll_run(&self, cx: &mut Context<'_>) -> Poll<bool> {
-        let mut state = self.lock();
-        state.started = true;
-        let Some(fut) = state.fut.as_mut() else {
+        // SAFETY: only the worker polls, and never after `publish` (which runs when the worker
+        // drops its `Published`).
+        let stage = unsafe { self.worker_stage() };
+        stage.started = true;
+        let Some(fut) = stage.fut.as_mut() else {
             // Already ended (not reachable: the worker polls until the first `Ready`).
-            return Poll::Ready(state.result.as_ref().is_some_and(Result::is_ok));
+            return Poll::Ready(stage.result.as_ref().is_some_and(Result::is_ok));
         };
         // SAFETY: `fut` lives in this `Arc`'s allocation, which never moves, and it is only ever
-        // dropped in place (`state.fut = None`), never moved out: the pinning guarantee holds.
+        // dropped in place (`stage.fut = None`), never moved out: the pinning guarantee holds.
         let fut = unsafe { Pin::new_unchecked(fut) };
         let output = std::task::ready!(fut.poll(cx));
         let ok = (self.succeeded)(&output);
-        state.result = Some(Ok(output));
+        stage.result = Some(Ok(output));
         Poll::Ready(ok)
     }
 
     fn fail(&self, error: JobError) {
-        let mut state = self.lock();
-        if state.result.is_none() {
-            state.result = Some(Err(error));
+        // SAFETY: called by the worker before publication.
+        let stage = unsafe { self.worker_stage() };
+        if stage.result.is_none() {
+            stage.result = Some(Err(error));
         }
     }
 
     fn publish(&self) {
         {
-            let mut state = self.lock();
-            if state.result.is_none() {
-                state.result = Some(Err(if state.started {
+            // SAFETY: `publish` is the worker's last access, before the flag is set below.
+            let stage = unsafe { self.worker_stage() };
+            if stage.result.is_none() {
+                stage.result = Some(Err(if stage.started {
                     JobError::Cancelled
                 } else {
                     JobError::PoolClosed
                 }));
             }
             // A future that panicked may panic again when dropped: that must neither take the
-            // worker down nor keep the handle waiting. The guard lives outside the closure, so
-            // the lock is not poisoned.
-            let _ = catch_unwind(AssertUnwindSafe(|| state.fut = None));
+            // worker down nor keep the handle waiting.
+            let _ = catch_unwind(AssertUnwindSafe(|| stage.fut = None));
         }
         self.published.store(true, Ordering::Release);
         self.waker.wake();
@@ -264,13 +289,11 @@ where
                 return Poll::Pending;
             }
         }
+        // SAFETY: published: the worker no longer touches the stage, and the handle (the only
+        // other party) polls through `&mut JobHandle`, so this is the only access.
+        let stage = unsafe { &mut *self.stage.get() };
         // Polled again after it returned its result: the value is gone.
-        Poll::Ready(
-            self.lock()
-                .result
-                .take()
-                .unwrap_or(Err(JobError::PoolClosed)),
-        )
+        Poll::Ready(stage.result.take().unwrap_or(Err(JobError::PoolClosed)))
     }
 }
 

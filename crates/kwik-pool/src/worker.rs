@@ -72,6 +72,8 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
     let mut streak = 0_u32;
     // Whether this worker holds the shard's `ACTIVE` bit (see `ShardQueue::poll_pop`).
     let mut active = false;
+    // Jobs taken off the queue in one go and not run yet (see `queue::Batch`).
+    let mut batch = shard.queue.batch();
     loop {
         // A busy shard that runs dry first yields a few times (see IDLE_SPINS) before it parks.
         if streak >= BUSY_STREAK {
@@ -83,7 +85,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
         }
         let mut parked = false;
         let popped = poll_fn(|cx| {
-            let polled = shard.queue.poll_pop(cx, &mut active);
+            let polled = shard.queue.poll_pop(cx, &mut active, &mut batch);
             parked |= polled.is_pending();
             polled
         })

@@ -595,6 +595,38 @@ async fn abort_stops_at_once() {
     assert!(pool.is_closed());
 }
 
+/// Jobs queued before the worker first ran are taken off the queue together, in one batch: an
+/// abort while the first of them runs still reports every other one as never run, and the
+/// queued count goes back to zero.
+#[tokio::test(flavor = "current_thread")]
+async fn abort_drops_the_jobs_a_worker_took_in_one_batch() {
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .queue_capacity(8)
+        .build()
+        .unwrap();
+    let gate = gate();
+    let g = Arc::clone(&gate);
+    // One thread: nothing runs until this task waits, so all six are queued before the worker
+    // takes the first.
+    let running = pool
+        .try_submit(0_u64, async move { pass(&g).await })
+        .unwrap();
+    let batched: Vec<_> = (0..5)
+        .map(|i| pool.try_submit(0_u64, async move { i }).unwrap())
+        .collect();
+    assert_eq!(pool.stats().queued, 6);
+    until(|| pool.stats().running == 1).await;
+    assert_eq!(pool.stats().queued, 5);
+    pool.abort();
+    assert_eq!(running.await, Err(JobError::Cancelled));
+    for handle in batched {
+        assert_eq!(handle.await, Err(JobError::PoolClosed));
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.queued, stats.completed), (0, 0));
+}
+
 #[tokio::test]
 async fn every_submission_after_close_hands_the_job_back() {
     let pool = WorkerPool::builder().build().unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::poll_immediate;
 use kwik_pool::{
-    BuildError, Job, JobError, Outcome, Overflow, PoolObserver, SubmitError, WorkerPool,
+    BuildError, Job, JobError, JobHandle, Outcome, Overflow, PoolObserver, SubmitError, WorkerPool,
 };
 use tokio::sync::Semaphore;
 
@@ -20,6 +20,22 @@ fn gate() -> Arc<Semaphore> {
 
 async fn pass(gate: &Semaphore) {
     gate.acquire().await.expect("gate never closed").forget();
+}
+
+/// A pool of one worker whose queue holds `capacity` jobs.
+fn one_worker(capacity: usize) -> WorkerPool {
+    WorkerPool::builder()
+        .workers(1)
+        .queue_capacity(capacity)
+        .build()
+        .unwrap()
+}
+
+/// Queues, without waiting, a job under key 0 that runs until `gate` gets a permit.
+fn try_submit_gated(pool: &WorkerPool, gate: &Arc<Semaphore>) -> JobHandle<()> {
+    let gate = Arc::clone(gate);
+    pool.try_submit(0_u64, async move { pass(&gate).await })
+        .unwrap()
 }
 
 /// Per key, the (producer, sequence) pairs in the order the jobs ran.
@@ -258,16 +274,9 @@ async fn reject_hands_every_extra_job_back() {
 
 #[tokio::test]
 async fn try_submit_returns_full_whatever_the_policy() {
-    let pool = WorkerPool::builder()
-        .workers(1)
-        .queue_capacity(2)
-        .build()
-        .unwrap();
+    let pool = one_worker(2);
     let gate = gate();
-    let g = Arc::clone(&gate);
-    let running = pool
-        .try_submit(0_u64, async move { pass(&g).await })
-        .unwrap();
+    let running = try_submit_gated(&pool, &gate);
     until(|| pool.stats().running == 1).await;
     let queued: Vec<_> = (0..2)
         .map(|i| pool.try_submit(0_u64, async move { i }).unwrap())
@@ -600,18 +609,11 @@ async fn abort_stops_at_once() {
 /// queued count goes back to zero.
 #[tokio::test(flavor = "current_thread")]
 async fn abort_drops_the_jobs_a_worker_took_in_one_batch() {
-    let pool = WorkerPool::builder()
-        .workers(1)
-        .queue_capacity(8)
-        .build()
-        .unwrap();
+    let pool = one_worker(8);
     let gate = gate();
-    let g = Arc::clone(&gate);
     // One thread: nothing runs until this task waits, so all six are queued before the worker
     // takes the first.
-    let running = pool
-        .try_submit(0_u64, async move { pass(&g).await })
-        .unwrap();
+    let running = try_submit_gated(&pool, &gate);
     let batched: Vec<_> = (0..5)
         .map(|i| pool.try_submit(0_u64, async move { i }).unwrap())
         .collect();

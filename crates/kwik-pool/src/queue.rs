@@ -370,11 +370,14 @@ impl Drop for Batch<'_> {
         if count == 0 {
             return;
         }
-        self.jobs.clear();
+        let dropped = std::mem::take(&mut self.jobs);
         self.queue.state.fetch_sub(count, Ordering::SeqCst);
         if self.queue.waiting.load(Ordering::SeqCst) > 0 {
             self.queue.room.notify_waiters();
         }
+        // Last, as in `ShardQueue::abort`: a handle woken by its job's drop sees the count
+        // without it.
+        drop(dropped);
     }
 }
 

@@ -76,4 +76,4 @@ pub use executor::{Executor, InlineExecutor, PacketJob, SpawnExecutor, Submit};
 pub use multipath::{AddPathError, PathId, RelayError, RemovePathError};
 pub use session::Session;
 pub use stats::{Observer, PathCounters, PathInfo, PathState, SessionStats};
-pub use stream::Stream;
+pub use stream::{RecvHalf, SendHalf, Stream};

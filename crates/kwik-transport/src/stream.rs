@@ -395,28 +395,14 @@ impl StreamShared {
     }
 }
 
-/// A bidirectional KWIK stream: `AsyncRead` until the peer's FIN, `AsyncWrite` until
-/// [`finish`](Stream::finish) (or `shutdown`).
-///
-/// Dropping a stream finishes its send half if still open and stops its receive half
-/// (STOP_SENDING with code 0) if the peer's FIN has not been read.
-pub struct Stream {
+/// What each half of a stream holds: the stream's state and its session.
+struct Handle {
     shared: Arc<StreamShared>,
     session: Arc<SessionHandle>,
 }
 
-impl Stream {
-    pub(crate) fn new(shared: Arc<StreamShared>, session: Arc<SessionHandle>) -> Self {
-        Self { shared, session }
-    }
-
-    /// The stream id (low bit: 0 client-initiated, 1 server-initiated).
-    pub fn id(&self) -> u64 {
-        self.shared.id
-    }
-
-    /// Sends FIN: the peer reads to the end after the bytes already written. Idempotent.
-    pub fn finish(&mut self) -> Result<(), WriteError> {
+impl Handle {
+    fn finish(&mut self) -> Result<(), WriteError> {
         let mut st = self.shared.lock();
         if st.send.fin_sent {
             return Ok(());
@@ -436,8 +422,7 @@ impl Stream {
         Ok(())
     }
 
-    /// Abandons the send half: the peer's reads fail with [`ReadError::Reset`] carrying `code`.
-    pub fn reset(&mut self, code: ErrorCode) -> Result<(), WriteError> {
+    fn reset(&mut self, code: ErrorCode) -> Result<(), WriteError> {
         let mut st = self.shared.lock();
         check_writable(&st)?;
         st.send.reset_sent = true;
@@ -453,9 +438,7 @@ impl Stream {
         Ok(())
     }
 
-    /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING) to reset
-    /// its send half with `code`.
-    pub fn stop(&mut self, code: ErrorCode) {
+    fn stop(&mut self, code: ErrorCode) {
         let mut st = self.shared.lock();
         if st.recv.stopped || st.recv.reset.is_some() || st.recv.buf.at_end() {
             return;
@@ -478,10 +461,7 @@ impl Stream {
         self.retire_if(retire);
     }
 
-    /// Moves the write offset forward to `offset` (before writing), so that several senders
-    /// (paths) can fill disjoint ranges of one stream. The receiver sees a gap until someone
-    /// fills it.
-    pub fn set_write_offset(&mut self, offset: u64) -> Result<(), WriteError> {
+    fn set_write_offset(&mut self, offset: u64) -> Result<(), WriteError> {
         let mut st = self.shared.lock();
         check_writable(&st)?;
         if offset < st.send.offset {
@@ -494,19 +474,15 @@ impl Stream {
         Ok(())
     }
 
-    /// The next offset a write will use.
-    pub fn write_offset(&self) -> u64 {
+    fn write_offset(&self) -> u64 {
         self.shared.lock().send.offset
     }
 
-    /// Bytes received on this stream and not yet read (at most the stream window).
-    pub fn recv_buffered(&self) -> u64 {
+    fn recv_buffered(&self) -> u64 {
         self.shared.lock().recv.buf.buffered()
     }
 
-    /// Reads the next contiguous chunk of at most `max` bytes without copying; `Ok(None)` at
-    /// the end of the stream.
-    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
+    async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
         std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
     }
 
@@ -567,6 +543,255 @@ impl Stream {
             self.session.inner.retire_stream(self.shared.id);
         }
     }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.shared.lock();
+        if let Some(err) = read_error(&st) {
+            return Poll::Ready(Err(err.into()));
+        }
+        let n = st.recv.buf.read_into(buf);
+        if n > 0 {
+            self.after_read(st, n as u64);
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if st.recv.buf.at_end() {
+            let retire = st.take_retirable();
+            drop(st);
+            self.retire_if(retire);
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(reason) = &st.closed {
+            return Poll::Ready(Err(ReadError::SessionClosed(reason.clone()).into()));
+        }
+        if let Some(path_id) = st.recv_lost {
+            return Poll::Ready(Err(ReadError::PathLost(path_id).into()));
+        }
+        st.recv.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut st = self.shared.lock();
+        check_writable(&st)?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let credit = st.send.max_data.saturating_sub(st.send.offset);
+        if credit == 0 {
+            st.send.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let max_frame = self.session.inner.max_stream_payload as u64;
+        let n = (buf.len() as u64).min(credit).min(max_frame) as usize;
+        let frame = Frame::Stream(StreamFrame {
+            stream_id: self.shared.id,
+            offset: st.send.offset,
+            fin: false,
+            data: Bytes::copy_from_slice(&buf[..n]),
+        });
+        st.send.path.queue(frame);
+        st.send.offset += n as u64;
+        self.session
+            .inner
+            .counters
+            .stream_bytes_sent
+            .fetch_add(n as u64, Relaxed);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Sends FIN once the peer's credit covers the write offset (after a
+    /// [`set_write_offset`](Handle::set_write_offset) past the credit, the final size must not
+    /// exceed what the receiver allows).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut st = self.shared.lock();
+            if check_writable(&st).is_ok() && st.send.offset > st.send.max_data {
+                st.send.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.finish().map_err(io::Error::from))
+    }
+
+    /// Finishes the send half if it is still open (what dropping it does).
+    fn finish_if_open(&mut self) {
+        let open = {
+            let st = self.shared.lock();
+            st.closed.is_none()
+                && !st.send.fin_sent
+                && !st.send.reset_sent
+                && st.send.stopped.is_none()
+        };
+        if open {
+            let _ = self.finish();
+        }
+    }
+}
+
+/// A bidirectional KWIK stream: `AsyncRead` until the peer's FIN, `AsyncWrite` until
+/// [`finish`](Stream::finish) (or `shutdown`). [`into_split`](Stream::into_split) hands the two
+/// directions to two tasks.
+///
+/// Dropping a stream finishes its send half if still open and stops its receive half
+/// (STOP_SENDING with code 0) if the peer's FIN has not been read.
+pub struct Stream {
+    // Dropped in this order: the send half finishes, then the receive half stops.
+    send: SendHalf,
+    recv: RecvHalf,
+}
+
+impl Stream {
+    pub(crate) fn new(shared: Arc<StreamShared>, session: Arc<SessionHandle>) -> Self {
+        let send = Handle {
+            shared: Arc::clone(&shared),
+            session: Arc::clone(&session),
+        };
+        Self {
+            send: SendHalf { handle: send },
+            recv: RecvHalf {
+                handle: Handle { shared, session },
+            },
+        }
+    }
+
+    /// The stream id (low bit: 0 client-initiated, 1 server-initiated).
+    pub fn id(&self) -> u64 {
+        self.send.id()
+    }
+
+    /// Sends FIN: the peer reads to the end after the bytes already written. Idempotent.
+    pub fn finish(&mut self) -> Result<(), WriteError> {
+        self.send.finish()
+    }
+
+    /// Abandons the send half: the peer's reads fail with [`ReadError::Reset`] carrying `code`.
+    pub fn reset(&mut self, code: ErrorCode) -> Result<(), WriteError> {
+        self.send.reset(code)
+    }
+
+    /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING) to reset
+    /// its send half with `code`.
+    pub fn stop(&mut self, code: ErrorCode) {
+        self.recv.stop(code);
+    }
+
+    /// Moves the write offset forward to `offset` (before writing), so that several senders
+    /// (paths) can fill disjoint ranges of one stream. The receiver sees a gap until someone
+    /// fills it.
+    pub fn set_write_offset(&mut self, offset: u64) -> Result<(), WriteError> {
+        self.send.set_write_offset(offset)
+    }
+
+    /// The next offset a write will use.
+    pub fn write_offset(&self) -> u64 {
+        self.send.write_offset()
+    }
+
+    /// Bytes received on this stream and not yet read (at most the stream window).
+    pub fn recv_buffered(&self) -> u64 {
+        self.recv.recv_buffered()
+    }
+
+    /// Reads the next contiguous chunk of at most `max` bytes without copying; `Ok(None)` at
+    /// the end of the stream.
+    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
+        self.recv.read_chunk(max).await
+    }
+
+    /// Splits the stream into its receive and send halves, each owned and usable from its own
+    /// task, without a lock between them (unlike `tokio::io::split`). Each half keeps its part
+    /// of the drop behaviour: dropping the [`SendHalf`] finishes it if still open, dropping the
+    /// [`RecvHalf`] stops it if the peer's FIN has not been read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # async fn echo(session: kwik_transport::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let stream = session.accept_stream().await?;
+    /// let (mut recv, mut send) = stream.into_split();
+    /// let reader = tokio::spawn(async move {
+    ///     let mut request = Vec::new();
+    ///     recv.read_to_end(&mut request).await.map(|_| request)
+    /// });
+    /// send.write_all(b"hello").await?;
+    /// send.shutdown().await?;
+    /// let request = reader.await??;
+    /// # let _ = request; Ok(())
+    /// # }
+    /// ```
+    pub fn into_split(self) -> (RecvHalf, SendHalf) {
+        (self.recv, self.send)
+    }
+}
+
+/// The sending half of a [`Stream`] ([`Stream::into_split`]): `AsyncWrite` until
+/// [`finish`](SendHalf::finish) (or `shutdown`). Dropping it finishes it if still open.
+pub struct SendHalf {
+    handle: Handle,
+}
+
+impl SendHalf {
+    /// The stream id (low bit: 0 client-initiated, 1 server-initiated).
+    pub fn id(&self) -> u64 {
+        self.handle.shared.id
+    }
+
+    /// Sends FIN: the peer reads to the end after the bytes already written. Idempotent.
+    pub fn finish(&mut self) -> Result<(), WriteError> {
+        self.handle.finish()
+    }
+
+    /// Abandons the send half: the peer's reads fail with [`ReadError::Reset`] carrying `code`.
+    pub fn reset(&mut self, code: ErrorCode) -> Result<(), WriteError> {
+        self.handle.reset(code)
+    }
+
+    /// Moves the write offset forward to `offset` (before writing), so that several senders
+    /// (paths) can fill disjoint ranges of one stream. The receiver sees a gap until someone
+    /// fills it.
+    pub fn set_write_offset(&mut self, offset: u64) -> Result<(), WriteError> {
+        self.handle.set_write_offset(offset)
+    }
+
+    /// The next offset a write will use.
+    pub fn write_offset(&self) -> u64 {
+        self.handle.write_offset()
+    }
+}
+
+/// The receiving half of a [`Stream`] ([`Stream::into_split`]): `AsyncRead` until the peer's
+/// FIN. Dropping it stops it (STOP_SENDING with code 0) if the FIN has not been read.
+pub struct RecvHalf {
+    handle: Handle,
+}
+
+impl RecvHalf {
+    /// The stream id (low bit: 0 client-initiated, 1 server-initiated).
+    pub fn id(&self) -> u64 {
+        self.handle.shared.id
+    }
+
+    /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING) to reset
+    /// its send half with `code`.
+    pub fn stop(&mut self, code: ErrorCode) {
+        self.handle.stop(code);
+    }
+
+    /// Bytes received on this stream and not yet read (at most the stream window).
+    pub fn recv_buffered(&self) -> u64 {
+        self.handle.recv_buffered()
+    }
+
+    /// Reads the next contiguous chunk of at most `max` bytes without copying; `Ok(None)` at
+    /// the end of the stream.
+    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
+        self.handle.read_chunk(max).await
+    }
 }
 
 fn check_writable(st: &StreamState) -> Result<(), WriteError> {
@@ -595,39 +820,45 @@ fn read_error(st: &StreamState) -> Option<ReadError> {
     None
 }
 
+impl AsyncRead for RecvHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().handle.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().handle.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The path writer sends queued frames continuously; there is nothing to push.
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends FIN once the peer's credit covers the write offset (after a
+    /// [`set_write_offset`](SendHalf::set_write_offset) past the credit, the final size must not
+    /// exceed what the receiver allows).
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().handle.poll_shutdown(cx)
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let mut st = this.shared.lock();
-        if let Some(err) = read_error(&st) {
-            return Poll::Ready(Err(err.into()));
-        }
-        let n = st.recv.buf.read_into(buf);
-        if n > 0 {
-            this.after_read(st, n as u64);
-            return Poll::Ready(Ok(()));
-        }
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        if st.recv.buf.at_end() {
-            let retire = st.take_retirable();
-            drop(st);
-            this.retire_if(retire);
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(reason) = &st.closed {
-            return Poll::Ready(Err(ReadError::SessionClosed(reason.clone()).into()));
-        }
-        if let Some(path_id) = st.recv_lost {
-            return Poll::Ready(Err(ReadError::PathLost(path_id).into()));
-        }
-        st.recv.waker = Some(cx.waker().clone());
-        Poll::Pending
+        Pin::new(&mut self.get_mut().recv).poll_read(cx, buf)
     }
 }
 
@@ -637,76 +868,51 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let mut st = this.shared.lock();
-        check_writable(&st)?;
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let credit = st.send.max_data.saturating_sub(st.send.offset);
-        if credit == 0 {
-            st.send.waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let max_frame = this.session.inner.max_stream_payload as u64;
-        let n = (buf.len() as u64).min(credit).min(max_frame) as usize;
-        let frame = Frame::Stream(StreamFrame {
-            stream_id: this.shared.id,
-            offset: st.send.offset,
-            fin: false,
-            data: Bytes::copy_from_slice(&buf[..n]),
-        });
-        st.send.path.queue(frame);
-        st.send.offset += n as u64;
-        this.session
-            .inner
-            .counters
-            .stream_bytes_sent
-            .fetch_add(n as u64, Relaxed);
-        Poll::Ready(Ok(n))
+        Pin::new(&mut self.get_mut().send).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The path writer sends queued frames continuously; there is nothing to push.
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().send).poll_flush(cx)
     }
 
-    /// Sends FIN once the peer's credit covers the write offset (after a
-    /// [`set_write_offset`](Stream::set_write_offset) past the credit, the final size must not
-    /// exceed what the receiver allows).
+    /// As [`SendHalf`]'s: FIN once the peer's credit covers the write offset.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        {
-            let mut st = this.shared.lock();
-            if check_writable(&st).is_ok() && st.send.offset > st.send.max_data {
-                st.send.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(this.finish().map_err(io::Error::from))
+        Pin::new(&mut self.get_mut().send).poll_shutdown(cx)
     }
 }
 
-impl Drop for Stream {
+impl Drop for SendHalf {
     fn drop(&mut self) {
-        let open = {
-            let st = self.shared.lock();
-            st.closed.is_none()
-                && !st.send.fin_sent
-                && !st.send.reset_sent
-                && st.send.stopped.is_none()
-        };
-        if open {
-            let _ = self.finish();
-        }
-        self.stop(ErrorCode::NO_ERROR);
+        self.handle.finish_if_open();
+    }
+}
+
+impl Drop for RecvHalf {
+    fn drop(&mut self) {
+        self.handle.stop(ErrorCode::NO_ERROR);
     }
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
-            .field("id", &self.shared.id)
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SendHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendHalf")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RecvHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvHalf")
+            .field("id", &self.id())
             .finish_non_exhaustive()
     }
 }

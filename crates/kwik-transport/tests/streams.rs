@@ -82,6 +82,70 @@ both_executors!(echo, |exec| async move {
     echo.await.unwrap();
 });
 
+// The halves of `Stream::into_split` in two tasks: 4 MiB written while the echo is read,
+// more than the stream window, so each half waits on the other's progress.
+both_executors!(split_halves_in_two_tasks, |exec| async move {
+    const LEN: usize = 4 << 20;
+    let pair = Pair::new(exec).await;
+    let echo = spawn_echo(&pair);
+    let stream = pair.client.open_stream().await.unwrap();
+    let id = stream.id();
+    let (mut recv, mut send) = stream.into_split();
+    assert_eq!((recv.id(), send.id()), (id, id));
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let expected = Sha256::digest(&data);
+    let writer = tokio::spawn(async move {
+        send.write_all(&data).await?;
+        assert_eq!(send.write_offset(), LEN as u64);
+        send.shutdown().await
+    });
+    let reader = tokio::spawn(async move {
+        let mut back = Vec::with_capacity(LEN);
+        recv.read_to_end(&mut back).await.map(|_| back)
+    });
+    bounded(writer).await.unwrap().unwrap();
+    let back = bounded(reader).await.unwrap().unwrap();
+    assert_eq!(back.len(), LEN);
+    assert_eq!(Sha256::digest(&back), expected);
+    pair.shutdown().await;
+    echo.await.unwrap();
+});
+
+// Each half keeps its own drop behaviour: the send half's finishes the stream (the peer reads
+// to the end) while the receive half still reads; the receive half's stops it (the peer's
+// writes fail with code 0).
+both_executors!(dropping_a_half_ends_its_direction_only, |exec| async move {
+    let pair = Pair::new(exec).await;
+    let stream = pair.client.open_stream().await.unwrap();
+    let (mut recv, mut send) = stream.into_split();
+    send.write_all(b"request").await.unwrap();
+    drop(send);
+    let mut server_side = bounded(pair.server.accept_stream()).await.unwrap();
+    let mut request = Vec::new();
+    bounded(server_side.read_to_end(&mut request))
+        .await
+        .unwrap();
+    assert_eq!(request, b"request");
+    server_side.write_all(b"reply").await.unwrap();
+    let mut reply = [0u8; 5];
+    bounded(recv.read_exact(&mut reply)).await.unwrap();
+    assert_eq!(&reply, b"reply");
+    drop(recv);
+    let err = bounded(async {
+        loop {
+            if let Err(e) = server_side.write_all(&[0u8; 1024]).await {
+                return e;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let inner = err.into_inner().unwrap().downcast::<WriteError>().unwrap();
+    assert_eq!(*inner, WriteError::Stopped(ErrorCode::NO_ERROR));
+    drop(server_side);
+    pair.shutdown().await;
+});
+
 both_executors!(server_opened_stream, |exec| async move {
     let pair = Pair::new(exec).await;
     let mut out = pair.server.open_stream().await.unwrap();

@@ -161,7 +161,7 @@ async fn sessions_through_the_pool_under_load() {
                 let stream = session.open_stream().await.unwrap();
                 streams.spawn(async move {
                     let data: Vec<u8> = (0..BYTES).map(|i| (i * 31 + s * 7 + t) as u8).collect();
-                    let (mut read, mut write) = tokio::io::split(stream);
+                    let (mut read, mut write) = stream.into_split();
                     let sent = data.clone();
                     let writer = tokio::spawn(async move {
                         write.write_all(&sent).await.unwrap();

@@ -96,7 +96,7 @@ impl Target for KwikTarget {
 
     async fn open(session: &Session) -> anyhow::Result<Channel> {
         let stream = session.open_stream().await?;
-        let (reader, writer) = tokio::io::split(stream);
+        let (reader, writer) = stream.into_split();
         Ok(Channel {
             reader: Box::new(reader),
             writer: Box::new(writer),

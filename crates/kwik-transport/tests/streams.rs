@@ -13,7 +13,7 @@ use kwik_transport::{
     WriteError, dial,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use common::{Exec, Pair};
@@ -47,6 +47,16 @@ fn spawn_echo(pair: &Pair) -> tokio::task::JoinHandle<()> {
         }
         while streams.join_next().await.is_some() {}
     })
+}
+
+/// Writes until the stream refuses (the peer stopped it); the refusal's `WriteError`.
+async fn write_until_refused(stream: &mut (impl AsyncWrite + Unpin)) -> WriteError {
+    loop {
+        if let Err(e) = stream.write_all(&[0u8; 1024]).await {
+            return *e.into_inner().unwrap().downcast::<WriteError>().unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn echo_once(stream: &mut Stream, data: &[u8]) -> Vec<u8> {
@@ -131,17 +141,10 @@ both_executors!(dropping_a_half_ends_its_direction_only, |exec| async move {
     bounded(recv.read_exact(&mut reply)).await.unwrap();
     assert_eq!(&reply, b"reply");
     drop(recv);
-    let err = bounded(async {
-        loop {
-            if let Err(e) = server_side.write_all(&[0u8; 1024]).await {
-                return e;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    let inner = err.into_inner().unwrap().downcast::<WriteError>().unwrap();
-    assert_eq!(*inner, WriteError::Stopped(ErrorCode::NO_ERROR));
+    assert_eq!(
+        bounded(write_until_refused(&mut server_side)).await,
+        WriteError::Stopped(ErrorCode::NO_ERROR)
+    );
     drop(server_side);
     pair.shutdown().await;
 });
@@ -250,17 +253,10 @@ both_executors!(stop_sending_fails_the_writer, |exec| async move {
     stream.write_all(b"first").await.unwrap();
     let mut server_side = bounded(pair.server.accept_stream()).await.unwrap();
     server_side.stop(ErrorCode(0x777));
-    let err = bounded(async {
-        loop {
-            if let Err(e) = stream.write_all(&[0u8; 1024]).await {
-                return e;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    let inner = err.into_inner().unwrap().downcast::<WriteError>().unwrap();
-    assert_eq!(*inner, WriteError::Stopped(ErrorCode(0x777)));
+    assert_eq!(
+        bounded(write_until_refused(&mut stream)).await,
+        WriteError::Stopped(ErrorCode(0x777))
+    );
     drop((stream, server_side));
     pair.shutdown().await;
 });

@@ -32,6 +32,9 @@ const INLINE_PAYLOAD_MAX: usize = 512;
 /// Read at least this much per read call; a smaller free tail gets a fresh buffer.
 const MIN_READ: usize = 4096;
 
+/// Frames the writer's spare deque keeps room for between batches.
+const KEPT_FRAME_CAPACITY: usize = 64;
+
 /// Control frames (PONG, MAX_STREAM_DATA, ...) a path may have queued before the peer that
 /// provokes them (e.g. by PING floods while not reading) is cut off with EXCESSIVE_LOAD.
 pub(crate) const MAX_CONTROL_BACKLOG: usize = 16 * 1024;
@@ -519,11 +522,14 @@ pub(crate) async fn run_writer(
     });
     let mut scratch = BytesMut::new();
     let mut chunks: Vec<Bytes> = Vec::new();
+    // Swapped with the outbox's deque, so both keep their capacity: no allocation per batch.
+    let mut frames: VecDeque<Frame> = VecDeque::new();
     loop {
-        let (frames, closing) = {
+        let closing = {
             let mut out = path.outbox();
             out.control = 0;
-            (std::mem::take(&mut out.frames), out.closing.clone())
+            std::mem::swap(&mut out.frames, &mut frames);
+            out.closing.clone()
         };
         if frames.is_empty() {
             match closing {
@@ -543,7 +549,9 @@ pub(crate) async fn run_writer(
             continue;
         }
         let (packets, bytes) =
-            build_packets(frames, max, &mut scratch, &mut chunks, &path, &session);
+            build_packets(&mut frames, max, &mut scratch, &mut chunks, &path, &session);
+        // A burst's capacity is not kept for the path's whole life.
+        frames.shrink_to(KEPT_FRAME_CAPACITY);
         path.counters.packets_sent.fetch_add(packets, Relaxed);
         path.counters.bytes_sent.fetch_add(bytes, Relaxed);
         session
@@ -595,10 +603,10 @@ pub(crate) async fn run_writer(
     }
 }
 
-/// Encodes `frames` into length-prefixed packets appended to `chunks` (headers copied into
-/// `scratch`, large payloads referenced). Returns (packets, bytes).
+/// Encodes and drains `frames` into length-prefixed packets appended to `chunks` (headers copied
+/// into `scratch`, large payloads referenced). Returns (packets, bytes).
 fn build_packets(
-    frames: VecDeque<Frame>,
+    frames: &mut VecDeque<Frame>,
     max: usize,
     scratch: &mut BytesMut,
     chunks: &mut Vec<Bytes>,
@@ -619,7 +627,7 @@ fn build_packets(
             packets += 1;
             total += (PACKET_HEADER_LEN + len) as u64;
         };
-    for frame in frames {
+    for frame in frames.drain(..) {
         let ty = frame.frame_type();
         path.counters.frame_sent(ty);
         session.counters.paths.frame_sent(ty);

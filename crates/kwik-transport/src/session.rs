@@ -40,7 +40,10 @@ pub(crate) struct SessionInner {
 }
 
 struct State {
-    streams: HashMap<u64, Arc<StreamShared>>,
+    /// Keyed by stream id, which the peer chooses: foldhash with a per-table random seed
+    /// (hashbrown's default) rather than SipHash, which cost ~600 instructions per echoed
+    /// message in `kwik loadtest` (docs/benchmarks.md).
+    streams: HashMap<u64, Arc<StreamShared>, foldhash::fast::RandomState>,
     accept_queue: VecDeque<Arc<StreamShared>>,
     /// Streams this side opened (the next local stream index).
     next_local: u64,
@@ -71,7 +74,7 @@ impl SessionInner {
             client,
             max_stream_payload,
             state: Mutex::new(State {
-                streams: HashMap::new(),
+                streams: HashMap::default(),
                 accept_queue: VecDeque::new(),
                 next_local: 0,
                 local_max: peer.max_streams,

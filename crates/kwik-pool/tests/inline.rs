@@ -5,10 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kwik_pool::{Outcome, PoolObserver, RunInlineError, WorkerPool};
-use tokio::sync::Semaphore;
 
 mod support;
-use support::until;
+use support::{gate, join_then_drain, pass, pool_of, until};
 
 /// Two keys on different shards of a two-worker pool.
 fn two_shards(pool: &WorkerPool) -> (u64, u64) {
@@ -26,11 +25,7 @@ async fn inline_and_queued_jobs_keep_key_order() {
     const JOBS_PER_KEY: u32 = 2_000;
     const BURST: u32 = 4;
 
-    let pool = WorkerPool::builder()
-        .workers(2)
-        .queue_capacity(4)
-        .build()
-        .unwrap();
+    let pool = pool_of(2, 4);
     let keys = PRODUCERS * KEYS_PER_PRODUCER;
     let logs: Arc<Vec<Mutex<Vec<u32>>>> = Arc::new((0..keys).map(|_| Mutex::default()).collect());
     let inline = Arc::new(AtomicU64::new(0));
@@ -60,10 +55,7 @@ async fn inline_and_queued_jobs_keep_key_order() {
             })
         })
         .collect();
-    for producer in producers {
-        producer.await.unwrap();
-    }
-    assert!(pool.shutdown(Duration::from_secs(60)).await.is_complete());
+    join_then_drain(&pool, producers).await;
 
     for (key, log) in logs.iter().enumerate() {
         let log = log.lock().unwrap();
@@ -83,10 +75,10 @@ async fn inline_and_queued_jobs_keep_key_order() {
 async fn a_busy_shard_hands_the_job_back_and_an_idle_one_runs_it() {
     let pool = WorkerPool::builder().workers(2).build().unwrap();
     let (busy, idle) = two_shards(&pool);
-    let gate = Arc::new(Semaphore::new(0));
+    let gate = gate();
     let blocker = {
         let gate = Arc::clone(&gate);
-        pool.submit(busy, async move { gate.acquire().await.unwrap().forget() })
+        pool.submit(busy, async move { pass(&gate).await })
             .await
             .unwrap()
     };

@@ -11,25 +11,7 @@ use kwik_pool::{
 use tokio::sync::Semaphore;
 
 mod support;
-use support::until;
-
-/// A closed gate: jobs that pass through it wait until the test opens it.
-fn gate() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(0))
-}
-
-async fn pass(gate: &Semaphore) {
-    gate.acquire().await.expect("gate never closed").forget();
-}
-
-/// A pool of one worker whose queue holds `capacity` jobs.
-fn one_worker(capacity: usize) -> WorkerPool {
-    WorkerPool::builder()
-        .workers(1)
-        .queue_capacity(capacity)
-        .build()
-        .unwrap()
-}
+use support::{gate, join_then_drain, pass, pool_of, until};
 
 /// Queues, without waiting, a job under key 0 that runs until `gate` gets a permit.
 fn try_submit_gated(pool: &WorkerPool, gate: &Arc<Semaphore>) -> JobHandle<()> {
@@ -47,11 +29,7 @@ async fn jobs_with_one_key_run_in_submission_order() {
     const KEYS: usize = 64;
     const JOBS_PER_KEY: u32 = 10_000;
 
-    let pool = WorkerPool::builder()
-        .workers(4)
-        .queue_capacity(256)
-        .build()
-        .unwrap();
+    let pool = pool_of(4, 256);
     // logs[key] records (producer, sequence) in the order the jobs ran.
     let logs: Arc<KeyLogs> = Arc::new(
         (0..KEYS)
@@ -74,10 +52,7 @@ async fn jobs_with_one_key_run_in_submission_order() {
             })
         })
         .collect();
-    for producer in producers {
-        producer.await.unwrap();
-    }
-    assert!(pool.shutdown(Duration::from_secs(60)).await.is_complete());
+    join_then_drain(&pool, producers).await;
 
     for (key, log) in logs.iter().enumerate() {
         let log = log.lock().unwrap();
@@ -136,11 +111,7 @@ async fn submit_handles_keep_key_order_across_producers() {
 
 #[tokio::test]
 async fn block_waits_for_room_and_never_exceeds_the_bound() {
-    let pool = WorkerPool::builder()
-        .workers(2)
-        .queue_capacity(3)
-        .build()
-        .unwrap();
+    let pool = pool_of(2, 3);
     let gate = gate();
     let ran = Arc::new(Mutex::new(Vec::new()));
     let job = |id: u32| {
@@ -274,7 +245,7 @@ async fn reject_hands_every_extra_job_back() {
 
 #[tokio::test]
 async fn try_submit_returns_full_whatever_the_policy() {
-    let pool = one_worker(2);
+    let pool = pool_of(1, 2);
     let gate = gate();
     let running = try_submit_gated(&pool, &gate);
     until(|| pool.stats().running == 1).await;
@@ -510,11 +481,7 @@ async fn spawn_goes_to_the_least_loaded_shard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_runs_every_queued_job() {
     const JOBS: u64 = 2_000;
-    let pool = WorkerPool::builder()
-        .workers(3)
-        .queue_capacity(1_000)
-        .build()
-        .unwrap();
+    let pool = pool_of(3, 1_000);
     let gate = gate();
     let ran = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
@@ -609,7 +576,7 @@ async fn abort_stops_at_once() {
 /// queued count goes back to zero.
 #[tokio::test(flavor = "current_thread")]
 async fn abort_drops_the_jobs_a_worker_took_in_one_batch() {
-    let pool = one_worker(8);
+    let pool = pool_of(1, 8);
     let gate = gate();
     // One thread: nothing runs until this task waits, so all six are queued before the worker
     // takes the first.

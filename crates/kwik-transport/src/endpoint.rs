@@ -47,8 +47,8 @@ pub async fn dial(addr: SocketAddr, config: &ClientConfig) -> Result<Session, Co
         })?;
     let inner = SessionInner::new(true, settings.clone(), &hello, endpoint);
     inner.multi.set_dialer(config.clone(), hello.stream_window);
-    let path = Arc::new(PathShared::new(PRIMARY_PATH_ID, conn, true));
-    inner.start_path(path, send, recv);
+    let path = Arc::new(PathShared::new(PRIMARY_PATH_ID, conn, send, true));
+    inner.start_path(path, recv);
     Ok(Session::new(inner))
 }
 
@@ -109,8 +109,8 @@ async fn accept_loop(
             match outcome {
                 Ok(Ok((conn, send, recv, hello))) => {
                     let inner = SessionInner::new(false, settings, &hello, endpoint);
-                    let path = Arc::new(PathShared::new(hello.path_id, conn, true));
-                    inner.start_path(path, send, recv);
+                    let path = Arc::new(PathShared::new(hello.path_id, conn, send, true));
+                    inner.start_path(path, recv);
                     // Holding the permit until the application accepts bounds the backlog.
                     let _ = sessions.send(Session::new(inner)).await;
                 }

@@ -421,7 +421,8 @@ impl SessionInner {
             .state()
             .path_windows
             .insert(path_id, hello.stream_window);
-        self.start_path(Arc::new(PathShared::new(path_id, conn, false)), send, recv);
+        let path = PathShared::new(path_id, conn, send, false);
+        self.start_path(Arc::new(path), recv);
         Ok(())
     }
 

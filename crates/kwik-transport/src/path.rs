@@ -1,12 +1,21 @@
 //! Paths: one quinn connection and its bidirectional path stream, a reader task handing
 //! packets to the executor and a writer task coalescing frames into packets.
+//!
+//! A stream's data does not always go through the writer task: when the path is idle (nothing
+//! queued, no write under way) the writing caller encodes its frame and hands it to quinn in
+//! place ([`PathShared::send_stream_frame`]), which spares a wake-up and a poll of the writer
+//! task per message. Whoever holds `Outbox::writing` is the only one writing to the path
+//! stream, so packets keep the order their frames were sent in.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -44,6 +53,20 @@ struct Outbox {
     frames: VecDeque<Frame>,
     control: usize,
     closing: Option<Closing>,
+    /// Held by whoever writes to the path stream: the writer task, or a caller writing in
+    /// place. Frames queued meanwhile wait in `frames`; the holder wakes the writer task when it
+    /// lets go and something is left to do.
+    writing: bool,
+}
+
+/// The path stream's send side, touched only by the holder of `Outbox::writing` (the mutex is
+/// never contended; it makes that rule safe to express).
+struct SendSide {
+    stream: quinn::SendStream,
+    /// Frame headers and short payloads of the packets being built.
+    scratch: BytesMut,
+    /// Packets built and not yet taken by quinn, in order: whoever writes next starts with them.
+    chunks: Vec<Bytes>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +92,7 @@ pub(crate) struct PathShared {
     remote: SocketAddr,
     pub(crate) conn: quinn::Connection,
     outbox: Mutex<Outbox>,
+    send: Mutex<SendSide>,
     wake_writer: Notify,
     closing_signal: Notify,
     pub(crate) counters: Counters,
@@ -86,13 +110,23 @@ fn next_executor_key() -> u64 {
 }
 
 impl PathShared {
-    pub(crate) fn new(id: u64, conn: quinn::Connection, primary: bool) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        conn: quinn::Connection,
+        send: quinn::SendStream,
+        primary: bool,
+    ) -> Self {
         Self {
             id,
             executor_key: next_executor_key(),
             remote: conn.remote_address(),
             conn,
             outbox: Mutex::default(),
+            send: Mutex::new(SendSide {
+                stream: send,
+                scratch: BytesMut::new(),
+                chunks: Vec::new(),
+            }),
             wake_writer: Notify::new(),
             closing_signal: Notify::new(),
             counters: Counters::default(),
@@ -108,6 +142,68 @@ impl PathShared {
 
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The send side; only for the holder of `Outbox::writing`.
+    fn send_side(&self) -> MutexGuard<'_, SendSide> {
+        self.send.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a STREAM frame: written to the path stream in place when the path is idle, queued
+    /// for the writer task otherwise (see the module docs). What quinn does not take at once
+    /// (its flow control is full) is left for the writer task, in order. Returns false once the
+    /// path is closing.
+    pub(crate) fn send_stream_frame(&self, frame: Frame, session: &SessionInner) -> bool {
+        {
+            let mut out = self.outbox();
+            if out.closing.is_some() {
+                return false;
+            }
+            if out.writing || !out.frames.is_empty() {
+                out.frames.push_back(frame);
+                drop(out);
+                self.wake_writer.notify_one();
+                return true;
+            }
+            out.writing = true;
+        }
+        let written = {
+            let mut side = self.send_side();
+            let SendSide {
+                stream,
+                scratch,
+                chunks,
+            } = &mut *side;
+            let max = session.settings.max_packet_size;
+            let (packets, bytes) =
+                build_packets(std::iter::once(frame), max, scratch, chunks, self, session);
+            self.count_sent(session, packets, bytes);
+            // Polled once: quinn either takes data now or registers this no-op waker, which the
+            // writer task replaces with its own when it takes over.
+            let mut cx = Context::from_waker(Waker::noop());
+            matches!(
+                poll_write_chunks(stream, chunks, &mut cx),
+                Poll::Ready(Ok(()))
+            )
+        };
+        let mut out = self.outbox();
+        out.writing = false;
+        // Left over, queued meanwhile, or closing: the writer task takes it from here (and
+        // meets the write error again, if that is what stopped this write).
+        let wake = !written || !out.frames.is_empty() || out.closing.is_some();
+        drop(out);
+        if wake {
+            self.wake_writer.notify_one();
+        }
+        true
+    }
+
+    fn count_sent(&self, session: &SessionInner, packets: u64, bytes: u64) {
+        self.counters.packets_sent.fetch_add(packets, Relaxed);
+        self.counters.bytes_sent.fetch_add(bytes, Relaxed);
+        let paths = &session.counters.paths;
+        paths.packets_sent.fetch_add(packets, Relaxed);
+        paths.bytes_sent.fetch_add(bytes, Relaxed);
     }
 
     /// Queues a frame for the writer. Returns false once the path is closing.
@@ -501,11 +597,7 @@ fn unit_phase(key: u64) -> f64 {
 
 /// The path writer: drains the outbox into packets of at most `max_packet_size` and writes
 /// them; sends PINGs; on close flushes CLOSE, lingers, closes the connection.
-pub(crate) async fn run_writer(
-    session: Arc<SessionInner>,
-    path: Arc<PathShared>,
-    mut send: quinn::SendStream,
-) {
+pub(crate) async fn run_writer(session: Arc<SessionInner>, path: Arc<PathShared>) {
     let max = session.settings.max_packet_size;
     // One PING at once, for an early RTT sample; then one per interval, at a phase of the
     // path's own, so the paths of sessions opened together do not ping together: a crowd of
@@ -520,93 +612,136 @@ pub(crate) async fn run_writer(
         pinger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         pinger
     });
-    let mut scratch = BytesMut::new();
-    let mut chunks: Vec<Bytes> = Vec::new();
     // Swapped with the outbox's deque, so both keep their capacity: no allocation per batch.
     let mut frames: VecDeque<Frame> = VecDeque::new();
     loop {
-        let closing = {
+        // Take the send side unless a caller is writing in place (it wakes us when done).
+        let (claimed, closing) = {
             let mut out = path.outbox();
-            out.control = 0;
-            std::mem::swap(&mut out.frames, &mut frames);
-            out.closing.clone()
+            let claimed = !out.writing;
+            if claimed {
+                out.writing = true;
+                out.control = 0;
+                std::mem::swap(&mut out.frames, &mut frames);
+            }
+            (claimed, out.closing.clone())
         };
-        if frames.is_empty() {
+        if claimed {
+            let pending = {
+                let mut side = path.send_side();
+                let SendSide {
+                    scratch, chunks, ..
+                } = &mut *side;
+                if !frames.is_empty() {
+                    let (packets, bytes) =
+                        build_packets(frames.drain(..), max, scratch, chunks, &path, &session);
+                    path.count_sent(&session, packets, bytes);
+                    // A burst's capacity is not kept for the path's whole life.
+                    frames.shrink_to(KEPT_FRAME_CAPACITY);
+                }
+                !chunks.is_empty()
+            };
+            if pending {
+                if !write_pending(&session, &path).await {
+                    return;
+                }
+                path.outbox().writing = false;
+                continue;
+            }
             match closing {
                 Some(c) if c.graceful => {
-                    let _ = send.finish();
-                    let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+                    // The send side stays claimed: nothing is written after CLOSE.
+                    let stopped = {
+                        let mut side = path.send_side();
+                        let _ = side.stream.finish();
+                        side.stream.stopped()
+                    };
+                    let _ = tokio::time::timeout(CLOSE_LINGER, stopped).await;
                     path.conn.close(varint(c.code.0), c.reason.as_bytes());
                     return;
                 }
                 Some(_) => return,
                 None => {}
             }
-            tokio::select! {
-                () = path.wake_writer.notified() => {}
-                _ = async { match pinger.as_mut() { Some(p) => p.tick().await, None => std::future::pending().await } } => path.send_ping(),
-            }
-            continue;
+            // Frames queued from here on find the flag down and wake us through the Notify,
+            // which keeps the wake-up if it comes before we wait.
+            path.outbox().writing = false;
         }
-        let (packets, bytes) =
-            build_packets(&mut frames, max, &mut scratch, &mut chunks, &path, &session);
-        // A burst's capacity is not kept for the path's whole life.
-        frames.shrink_to(KEPT_FRAME_CAPACITY);
-        path.counters.packets_sent.fetch_add(packets, Relaxed);
-        path.counters.bytes_sent.fetch_add(bytes, Relaxed);
-        session
-            .counters
-            .paths
-            .packets_sent
-            .fetch_add(packets, Relaxed);
-        session.counters.paths.bytes_sent.fetch_add(bytes, Relaxed);
-        let written = {
-            let write = send.write_all_chunks(&mut chunks);
-            tokio::pin!(write);
-            if path.is_closing() {
-                tokio::time::timeout(CLOSE_LINGER, write).await.ok()
-            } else {
-                tokio::select! {
-                    r = &mut write => Some(r),
-                    () = path.closing_signal.notified() => {
-                        tokio::time::timeout(CLOSE_LINGER, write).await.ok()
-                    }
-                }
-            }
-        };
-        chunks.clear();
-        match written {
-            Some(Ok(())) => {}
-            Some(Err(quinn::WriteError::ConnectionLost(e))) => {
-                session.path_failed(&path, close_reason_from(e));
-                return;
-            }
-            Some(Err(e)) => {
-                session.path_failed(
-                    &path,
-                    CloseReason::Protocol(ProtocolError::new(
-                        ErrorCode::PROTOCOL_VIOLATION,
-                        format!("path stream write failed: {e}"),
-                    )),
-                );
-                return;
-            }
-            None => {
-                // Closing and the peer did not take the data within the linger time.
-                let c = path.outbox().closing.clone();
-                let (code, reason) =
-                    c.map_or((ErrorCode::NO_ERROR, String::new()), |c| (c.code, c.reason));
-                path.conn.close(varint(code.0), reason.as_bytes());
-                return;
-            }
+        tokio::select! {
+            () = path.wake_writer.notified() => {}
+            _ = async { match pinger.as_mut() { Some(p) => p.tick().await, None => std::future::pending().await } } => path.send_ping(),
         }
     }
 }
 
-/// Encodes and drains `frames` into length-prefixed packets appended to `chunks` (headers copied
+/// Writes the send side's pending packets, for the writer task holding `Outbox::writing`.
+/// Returns false when the path is done (failed, or closed while the peer took nothing).
+async fn write_pending(session: &SessionInner, path: &Arc<PathShared>) -> bool {
+    let written = {
+        let write = poll_fn(|cx| {
+            let mut side = path.send_side();
+            let SendSide { stream, chunks, .. } = &mut *side;
+            poll_write_chunks(stream, chunks, cx)
+        });
+        tokio::pin!(write);
+        if path.is_closing() {
+            tokio::time::timeout(CLOSE_LINGER, write).await.ok()
+        } else {
+            tokio::select! {
+                r = &mut write => Some(r),
+                () = path.closing_signal.notified() => {
+                    tokio::time::timeout(CLOSE_LINGER, write).await.ok()
+                }
+            }
+        }
+    };
+    match written {
+        Some(Ok(())) => true,
+        Some(Err(quinn::WriteError::ConnectionLost(e))) => {
+            session.path_failed(path, close_reason_from(e));
+            false
+        }
+        Some(Err(e)) => {
+            session.path_failed(
+                path,
+                CloseReason::Protocol(ProtocolError::new(
+                    ErrorCode::PROTOCOL_VIOLATION,
+                    format!("path stream write failed: {e}"),
+                )),
+            );
+            false
+        }
+        None => {
+            // Closing and the peer did not take the data within the linger time.
+            let c = path.outbox().closing.clone();
+            let (code, reason) =
+                c.map_or((ErrorCode::NO_ERROR, String::new()), |c| (c.code, c.reason));
+            path.conn.close(varint(code.0), reason.as_bytes());
+            false
+        }
+    }
+}
+
+/// Hands `chunks` to quinn until it has taken them all (`Ready(Ok)`, `chunks` empty) or is
+/// blocked (`Pending`; what it took is gone from `chunks`, the rest stays for the next call).
+fn poll_write_chunks(
+    stream: &mut quinn::SendStream,
+    chunks: &mut Vec<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), quinn::WriteError>> {
+    while !chunks.is_empty() {
+        // Cancel safe: a write that returns `Pending` has taken nothing, and one that returns
+        // `Ready` has taken exactly what it reports (a chunk taken in part is advanced).
+        let written = std::task::ready!(pin!(stream.write_chunks(chunks)).poll(cx))?;
+        chunks.drain(..written.chunks);
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Encodes `frames` into length-prefixed packets appended to `chunks` (headers copied
 /// into `scratch`, large payloads referenced). Returns (packets, bytes).
 fn build_packets(
-    frames: &mut VecDeque<Frame>,
+    frames: impl IntoIterator<Item = Frame>,
     max: usize,
     scratch: &mut BytesMut,
     chunks: &mut Vec<Bytes>,
@@ -627,7 +762,7 @@ fn build_packets(
             packets += 1;
             total += (PACKET_HEADER_LEN + len) as u64;
         };
-    for frame in frames.drain(..) {
+    for frame in frames {
         let ty = frame.frame_type();
         path.counters.frame_sent(ty);
         session.counters.paths.frame_sent(ty);

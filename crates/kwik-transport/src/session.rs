@@ -112,12 +112,7 @@ impl SessionInner {
     }
 
     /// Adds a path whose handshake finished and starts its reader and writer.
-    pub(crate) fn start_path(
-        self: &Arc<Self>,
-        path: Arc<PathShared>,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-    ) {
+    pub(crate) fn start_path(self: &Arc<Self>, path: Arc<PathShared>, recv: quinn::RecvStream) {
         {
             let mut st = self.state();
             if st.close.is_some() {
@@ -132,7 +127,7 @@ impl SessionInner {
             o.path_added(path.id(), path.conn.remote_address());
         }
         self.tasks
-            .spawn(path::run_writer(self.clone(), path.clone(), send));
+            .spawn(path::run_writer(self.clone(), path.clone()));
         self.tasks.spawn(path::run_reader(self.clone(), path, recv));
     }
 

@@ -415,7 +415,7 @@ impl Handle {
             fin: true,
             data: Bytes::new(),
         });
-        st.send.path.queue(frame);
+        st.send.path.send_stream_frame(frame, &self.session.inner);
         let retire = st.take_retirable();
         drop(st);
         self.retire_if(retire);
@@ -592,7 +592,7 @@ impl Handle {
             fin: false,
             data: Bytes::copy_from_slice(&buf[..n]),
         });
-        st.send.path.queue(frame);
+        st.send.path.send_stream_frame(frame, &self.session.inner);
         st.send.offset += n as u64;
         self.session
             .inner

@@ -285,3 +285,82 @@ both_executors!(
         pair.shutdown().await;
     }
 );
+
+both_executors!(
+    a_late_reader_behind_a_small_quic_window_gets_every_byte_in_order,
+    |exec| async move {
+        // No periodic PING: nothing but the hand-over itself may wake the writer task.
+        let pair = Pair::with(exec, |s| s.ping_interval(None), |c| c).await;
+        // A plain quinn peer whose path stream window is 64 KiB, announcing a 64 MiB stream
+        // window in its HELLO: kwik's own credit never stops the server's writes, quinn's
+        // does, after 64 KiB. What quinn cannot take is first left by the writing caller,
+        // then written by the path's writer task; all of it must arrive, in order.
+        const QUIC_WINDOW: u32 = 64 * 1024;
+        const SENT: usize = 1 << 20;
+        let mut client_config = pair.client_config.quinn_client_config();
+        let mut transport = quic::transport_config(None, BOUND);
+        transport.stream_receive_window(quinn::VarInt::from_u32(QUIC_WINDOW));
+        client_config.transport_config(Arc::new(transport));
+        let endpoint =
+            quic::endpoint(quic::unspecified_for(pair.listener.local_addr()), 0, None).unwrap();
+        let conn = endpoint
+            .connect_with(client_config, pair.listener.local_addr(), "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+        let hello = packet(&[Frame::Hello(Hello {
+            version: wire::VERSION,
+            path_id: 0,
+            max_streams: 100,
+            stream_window: 64 << 20,
+        })]);
+        send.write_all(&hello).await.unwrap();
+        let server = tokio::time::timeout(BOUND, pair.listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let data: Vec<u8> = (0..SENT).map(|i| (i % 251) as u8).collect();
+        let mut stream = server.open_stream().await.unwrap();
+        let stream_id = stream.id();
+        // Returns once every frame is sent or queued: 16 times what quinn can hold.
+        tokio::time::timeout(BOUND, stream.write_all(&data))
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Only now does the peer read its path stream.
+        let mut received = Vec::with_capacity(SENT);
+        let mut wire_bytes = BytesMut::new();
+        while received.len() < SENT {
+            let chunk = tokio::time::timeout(BOUND, recv.read_chunk(usize::MAX, true))
+                .await
+                .unwrap()
+                .unwrap()
+                .expect("the path stream stays open");
+            wire_bytes.extend_from_slice(&chunk.bytes);
+            while let Ok(Some(len)) = wire::packet_len(&wire_bytes, 1 << 20) {
+                if wire_bytes.len() < 4 + len {
+                    break;
+                }
+                let body = wire_bytes.split_to(4 + len).split_off(4).freeze();
+                for frame in FrameDecoder::new(body) {
+                    if let Frame::Stream(s) = frame.unwrap()
+                        && s.stream_id == stream_id
+                    {
+                        assert_eq!(s.offset, received.len() as u64, "frames out of order");
+                        received.extend_from_slice(&s.data);
+                    }
+                }
+            }
+        }
+        assert_eq!(received, data);
+
+        drop(stream);
+        conn.close(0u32.into(), b"done");
+        tokio::time::timeout(BOUND, server.closed()).await.unwrap();
+        endpoint.wait_idle().await;
+        pair.shutdown().await;
+    }
+);

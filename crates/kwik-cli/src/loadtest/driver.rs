@@ -14,10 +14,12 @@
 //! Send times fall on the ticks of tokio's timer. Its wheel fires on whole-millisecond ticks
 //! and rounds every deadline up to the next one, so a message scheduled between two ticks
 //! leaves up to 1 ms after its intended time by construction: timer resolution, charged as
-//! latency to every variant alike. The driver first learns where the ticks fall
-//! ([`timer_grid`]) and schedules each message on the last tick at or before its ideal time:
-//! the same moments as before (a timer cannot fire between ticks), the same aggregate rate, but
-//! lateness now measures the system rather than the timer's resolution.
+//! latency to every variant alike. The driver knows where the ticks fall ([`TimerOrigin`]) and
+//! schedules each message on the last tick at or before its ideal time: the same moments as
+//! before (a timer cannot fire between ticks), the same aggregate rate, but lateness now
+//! measures the system rather than the timer's resolution. A runtime thread parked between two
+//! ticks would still wake late (tokio parks for whole ticks); the [`TickPump`] wakes it on the
+//! tick.
 //!
 //! Sending starts with a warm-up ([`Workload::warmup`]): the same load, echoed and checked, but
 //! not measured. It covers what a fresh crowd of sessions does once, whatever the transport:
@@ -37,6 +39,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::probe::{self, CpuWindow, PeakTracker};
+use super::pump::TickPump;
 use super::report::{Latency, Measured, Mode};
 
 /// Messages each session keeps in flight in bulk mode: enough to fill the pipe on loopback,
@@ -99,6 +102,8 @@ pub(crate) struct Workload {
     /// Sending time before the measured window (echo and bulk).
     pub(crate) warmup: Duration,
     pub(crate) size: usize,
+    /// Where the runtime's timer ticks fall.
+    pub(crate) timer: TimerOrigin,
 }
 
 /// Counters shared by every session's task and read by the sampler.
@@ -189,12 +194,17 @@ pub(crate) async fn run<T: Target>(
     }
 
     // A tick of the timer, a little ahead of now: every session's first deadline is after it.
-    let grid = timer_grid().await;
+    let grid = workload.timer.grid();
     let ahead = Instant::now().saturating_duration_since(grid).as_millis() + 2;
     let base = grid + TICK * u32::try_from(ahead).unwrap_or(u32::MAX);
     let window_start = base + workload.warmup;
     let end = window_start + workload.duration;
     let deadline = tokio::time::Instant::from_std(end + DRAIN);
+    // Only a schedule needs the ticks on time; bulk mode has none.
+    let pump = match workload.mode {
+        Mode::Echo => Some(TickPump::start(workload.timer.tick_started(), TICK)?),
+        _ => None,
+    };
     let per_session_interval = match workload.mode {
         Mode::Echo => Some(Duration::from_secs_f64(
             workload.connections as f64 / f64::from(workload.rate),
@@ -266,6 +276,9 @@ pub(crate) async fn run<T: Target>(
     }
     let window = window_start.elapsed().min(workload.duration).as_secs_f64();
     measured.cpu_percent = cpu.map_or(0.0, |cpu| cpu.percent());
+    if let Some(pump) = pump {
+        pump.stop().await;
+    }
     progress.set_position((workload.warmup + workload.duration).as_millis() as u64);
     target.shutdown().await;
     peak.sample();
@@ -295,36 +308,43 @@ pub(crate) async fn run<T: Target>(
 /// The resolution of tokio's timer.
 const TICK: Duration = Duration::from_millis(1);
 
-/// Sleeps the timer answers while [`timer_grid`] learns where its ticks fall.
-const GRID_SAMPLES: u32 = 16;
-
-/// How far before a tick [`timer_grid`] puts its grid: more than a timer wake-up usually takes
-/// after its tick, less than a tick.
+/// How far before a tick the send deadlines go, so that the timer, which rounds every deadline
+/// up to a tick, puts each on its own tick whatever the uncertainty of [`TimerOrigin`].
 const GRID_MARGIN: Duration = Duration::from_micros(100);
 
-/// An instant just before one of the timer's ticks: a deadline on `grid + k ms` fires on tick
-/// `k` instead of being rounded up to the next.
-///
-/// tokio counts ticks from its own start instant, which it does not expose. The wake-ups of
-/// short sleeps show it: each lands on a tick plus a small delay. Their offsets from the first
-/// wake-up, folded into [−½, ½) ms, are those delays minus the first one; the smallest marks
-/// the tick most closely, and the grid goes [`GRID_MARGIN`] before it. If the timer ran late
-/// throughout, every deadline is rounded up one tick, as without a grid: less precise, never
-/// wrong.
-async fn timer_grid() -> Instant {
-    let tick = TICK.as_nanos() as i128;
-    let mut first = None;
-    let mut earliest = 0_i128;
-    for _ in 0..GRID_SAMPLES {
-        tokio::time::sleep(TICK).await;
-        let woke = Instant::now();
-        let first = *first.get_or_insert(woke);
-        let folded = ((woke - first).as_nanos() as i128 + tick / 2) % tick - tick / 2;
-        earliest = earliest.min(folded);
+/// Where the ticks of the runtime's timer fall. tokio counts its 1 ms ticks from an instant it
+/// takes while the runtime is built, and does not expose; the instants read just before and
+/// just after `build()` bracket it, within the few tens of microseconds `build()` takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimerOrigin {
+    /// Read just before the runtime was built: no later than tick 0.
+    pub(crate) before: Instant,
+    /// Read just after: no earlier than tick 0.
+    pub(crate) after: Instant,
+}
+
+impl TimerOrigin {
+    /// Builds the runtime with `build`, noting where its timer's ticks fall.
+    pub(crate) fn bracket<R>(build: impl FnOnce() -> R) -> (R, Self) {
+        let before = Instant::now();
+        let built = build();
+        let after = Instant::now();
+        (built, Self { before, after })
     }
-    let first = first.unwrap_or_else(Instant::now);
-    let back = Duration::from_nanos(u64::try_from(-earliest).unwrap_or(0)) + GRID_MARGIN;
-    first.checked_sub(back).unwrap_or(first)
+
+    /// Send deadlines go on `grid + k ms`: each is at most [`GRID_MARGIN`] plus the bracket's
+    /// width before tick `k`, so the timer rounds it up to tick `k` (as long as the bracket is
+    /// narrower than a tick minus the margin; a wider one makes some deadlines fire a tick late,
+    /// as without a grid: less precise, never wrong). Latency runs from these instants, a little
+    /// before the tick: the figures can only be pessimistic by that much.
+    fn grid(self) -> Instant {
+        self.before.checked_sub(GRID_MARGIN).unwrap_or(self.before)
+    }
+
+    /// An instant a tick is known to have started by: where the tick pump aims.
+    fn tick_started(self) -> Instant {
+        self.after
+    }
 }
 
 /// How a session schedules its messages.

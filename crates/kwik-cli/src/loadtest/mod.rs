@@ -24,6 +24,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod driver;
 mod facade;
 mod probe;
+mod pump;
 mod quic;
 mod report;
 mod tls;
@@ -358,11 +359,13 @@ fn run_in_process(
     server: &Server,
 ) -> anyhow::Result<Measured> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.runtime.effective_worker_threads(cores))
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let (runtime, timer) = driver::TimerOrigin::bracket(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.runtime.effective_worker_threads(cores))
+            .enable_all()
+            .build()
+    });
+    let runtime = runtime.context("cannot start the tokio runtime")?;
     let workload = Workload {
         mode: args.mode,
         connections: args.connections as usize,
@@ -373,6 +376,7 @@ fn run_in_process(
             Mode::Echo | Mode::Bulk => args.warmup,
         },
         size: args.size as usize,
+        timer,
     };
     let progress = progress_bar(workload.warmup + workload.duration);
     let measured = runtime.block_on(async {

@@ -241,12 +241,12 @@ pub(crate) async fn run<T: Target>(
                 &latencies,
             )
             .await;
-            T::close(session);
-            outcome
+            (session, outcome)
         });
     }
 
     progress.set_message(variant.to_owned());
+    let mut done = Vec::with_capacity(workload.connections);
     let mut ticker = tokio::time::interval(SAMPLE_EVERY);
     let warmed_up = tokio::time::sleep_until(window_start.into());
     tokio::pin!(warmed_up);
@@ -255,10 +255,11 @@ pub(crate) async fn run<T: Target>(
         tokio::select! {
             () = &mut warmed_up, if cpu.is_none() => cpu = Some(CpuWindow::start()),
             joined = running.join_next() => match joined {
-                Some(Ok(outcome)) => {
+                Some(Ok((session, outcome))) => {
                     if let Some(err) = outcome {
                         first_error.get_or_insert(err);
                     }
+                    done.push(session);
                 }
                 Some(Err(join)) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -278,6 +279,12 @@ pub(crate) async fn run<T: Target>(
     measured.cpu_percent = cpu.map_or(0.0, |cpu| cpu.percent());
     if let Some(pump) = pump {
         pump.stop().await;
+    }
+    // Sessions close once every session is done: the sessions that finish first would otherwise
+    // tear down (CLOSE frames, path and task ends) while the others still send and measure
+    // their last messages, and that teardown, not the steady state, made kwik's p99.9.
+    for session in done {
+        T::close(session);
     }
     progress.set_position((workload.warmup + workload.duration).as_millis() as u64);
     target.shutdown().await;

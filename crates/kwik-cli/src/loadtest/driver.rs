@@ -325,9 +325,9 @@ const GRID_MARGIN: Duration = Duration::from_micros(100);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TimerOrigin {
     /// Read just before the runtime was built: no later than tick 0.
-    pub(crate) before: Instant,
+    before: Instant,
     /// Read just after: no earlier than tick 0.
-    pub(crate) after: Instant,
+    after: Instant,
 }
 
 impl TimerOrigin {

@@ -840,7 +840,8 @@ impl AsyncWrite for SendHalf {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The path writer sends queued frames continuously; there is nothing to push.
+        // Every write's frame is already with quinn or queued for the path writer, which sends
+        // without waiting to be flushed: there is nothing to push.
         Poll::Ready(Ok(()))
     }
 

@@ -25,8 +25,7 @@ pub(crate) struct TickPump {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     drain: Option<tokio::task::JoinHandle<()>>,
-    /// Wake-ups the runtime has received (for the tests).
-    #[cfg(test)]
+    /// Wake-ups the runtime has received.
     delivered: Arc<AtomicU64>,
 }
 
@@ -45,8 +44,6 @@ impl TickPump {
                 counted.fetch_add(1, Ordering::Relaxed);
             }
         });
-        #[cfg(not(test))]
-        drop(delivered);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -75,13 +72,12 @@ impl TickPump {
             stop,
             thread: Some(thread),
             drain: Some(drain),
-            #[cfg(test)]
             delivered,
         })
     }
 
-    /// Wake-ups the runtime has received so far.
-    #[cfg(test)]
+    /// Wake-ups the runtime has received so far (the tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
     fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }

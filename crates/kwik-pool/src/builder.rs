@@ -18,9 +18,11 @@ use crate::worker::{self, Shard, Shared};
 /// extra zero or two) is caught rather than spawning a million tasks.
 pub const MAX_WORKERS: usize = 4096;
 
-/// The largest accepted per-shard `queue_capacity`: a pool exists to bound memory, and a queue of
-/// a million jobs per shard already holds hundreds of megabytes of futures.
-pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+/// The largest accepted per-shard `queue_capacity`. A shard's queue slots are allocated with the
+/// pool (64 bytes each, the capacity rounded up to a power of two), so this caps them at 4 MiB
+/// per shard; a pool exists to bound memory, and 65,536 queued jobs per shard is already far
+/// more back-log than a worker can clear quickly.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 16;
 
 /// The seed's per-worker queue depth ("buffered channel of workers × 10").
 const DEFAULT_QUEUE_CAPACITY: usize = 10;
@@ -79,7 +81,12 @@ impl PoolBuilder {
         self
     }
 
-    /// Jobs each shard may hold queued (not counting the one running). Default: 10.
+    /// Jobs each shard may hold queued (not counting the one running). Default: 10, at most
+    /// [`MAX_QUEUE_CAPACITY`].
+    ///
+    /// Each shard allocates its queue slots up front: 64 bytes per slot, `per_worker` rounded up
+    /// to a power of two (1 KiB per shard at the default). The jobs themselves are boxed when
+    /// queued.
     ///
     /// # Examples
     ///

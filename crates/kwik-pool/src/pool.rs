@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::builder::{Overflow, PoolBuilder};
 use crate::error::{RunInlineError, SubmitError, TrySubmitError};
-use crate::queue::{Refused, ShardQueue};
+use crate::queue::{Refused, Reservation, ShardQueue};
 use crate::stats::{Outcome, Stats};
 use crate::task::{Detached, Envelope, Job, JobHandle, Reported, Task};
 use crate::worker::{Shard, Shared};
@@ -100,14 +100,16 @@ impl Drop for Inner {
 /// job is only boxed once it is sure to be queued. Dropped unsent, it gives the room back.
 struct Admission<'a> {
     queue: &'a ShardQueue,
+    slot: Reservation,
     bound: Option<SemaphorePermit<'a>>,
     pushed: bool,
 }
 
 impl<'a> Admission<'a> {
-    fn new(queue: &'a ShardQueue, bound: Option<SemaphorePermit<'a>>) -> Self {
+    fn new(queue: &'a ShardQueue, slot: Reservation, bound: Option<SemaphorePermit<'a>>) -> Self {
         Self {
             queue,
+            slot,
             bound,
             pushed: false,
         }
@@ -117,7 +119,7 @@ impl<'a> Admission<'a> {
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
         if !self.pushed {
-            self.queue.unreserve();
+            self.queue.unreserve(self.slot);
         }
     }
 }
@@ -575,7 +577,6 @@ impl WorkerPool {
                 // Cancelled by us: the join error carries nothing to report.
                 let _ = worker.await;
             }
-            self.drop_queued();
         }
         self.release_bound_waiters();
         report
@@ -604,19 +605,11 @@ impl WorkerPool {
         for worker in self.take_workers() {
             worker.abort();
         }
-        self.drop_queued();
         self.release_bound_waiters();
     }
 
     fn close(&self) {
         self.inner.shared.close();
-    }
-
-    /// Drops the jobs no worker will run any more; their handles report `PoolClosed`.
-    fn drop_queued(&self) {
-        for shard in &self.inner.shared.shards {
-            shard.queue.abort();
-        }
     }
 
     fn take_workers(&self) -> Vec<JoinHandle<()>> {
@@ -660,8 +653,8 @@ impl WorkerPool {
             Some(bound) => Some(bound.try_acquire().ok()?),
         };
         let queue = &shared.shards[shard].queue;
-        queue.try_reserve_unwaited().ok()?;
-        Some(Admission::new(queue, bound))
+        let slot = queue.try_reserve_unwaited().ok()?;
+        Some(Admission::new(queue, slot, bound))
     }
 
     /// Reserves room for one job on `shard`, waiting under [`Overflow::Block`].
@@ -682,7 +675,7 @@ impl WorkerPool {
         };
         let queue = &shared.shards[shard].queue;
         match queue.reserve().await {
-            Ok(()) => Ok((Admission::new(queue, bound), job)),
+            Ok(slot) => Ok((Admission::new(queue, slot, bound), job)),
             Err(_closed) => Err(SubmitError::Closed(job)),
         }
     }
@@ -703,7 +696,7 @@ impl WorkerPool {
         };
         let queue = &shared.shards[shard].queue;
         match queue.try_reserve() {
-            Ok(()) => Ok((Admission::new(queue, bound), job)),
+            Ok(slot) => Ok((Admission::new(queue, slot, bound), job)),
             Err(Refused::Full) => Err(self.reject(job)),
             Err(Refused::Closed) => Err(SubmitError::Closed(job)),
         }
@@ -748,12 +741,13 @@ impl WorkerPool {
             bound.forget();
             shared.counters.enqueued();
         }
-        admission.queue.push(Envelope {
+        let envelope = Envelope {
             task,
             timeout,
             queued_at,
-        });
+        };
         admission.pushed = true;
+        admission.queue.push(admission.slot, envelope);
     }
 }
 

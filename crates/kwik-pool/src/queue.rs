@@ -1,17 +1,32 @@
-//! One shard's bounded FIFO: a slot count that submitters reserve, the queued jobs, and the two
-//! wake-ups (the shard's worker when a job arrives, blocked submitters when room frees up).
+//! One shard's bounded FIFO: a ring of job slots that submitters reserve and fill without a
+//! lock, the worker that empties it, and the two wake-ups (the worker when a job arrives,
+//! blocked submitters when room frees up).
 //!
 //! Why not a channel: tokio's bounded `mpsc` wakes a blocked sender for every job taken off the
 //! queue (and takes its semaphore's mutex to do it), and wakes the receiver for every job sent.
 //! Under overload, the cost per job was those wake-ups, not the jobs. Here:
 //!
-//! - the worker is woken only when it parked on an empty queue (a flag the submitter reads);
+//! - one word (`state`) holds the count of reserved slots, the position of the next one and two
+//!   flags; a submitter reserves a slot and learns where it is with one compare-and-swap, then
+//!   fills it and publishes it with one swap on the slot's own flag. No lock is taken per job;
+//! - the worker is woken only when it waits on the slot being filled (its flag says so);
 //! - blocked submitters are woken when the queue has drained to `low_water` (half its capacity),
 //!   so each wake-up refills half a queue instead of one slot; while any submitter waits, new
-//!   ones queue behind it instead of taking the freed slots, so nobody waits forever.
+//!   ones queue behind them instead of taking the freed slots, so nobody waits forever.
 //!
-//! Reserving a slot is separate from pushing the job, so a job is only boxed once it is sure to
-//! be queued, and `try_submit` can hand the caller's job back untouched.
+//! Reserving a slot is separate from filling it, so a job is only boxed once it is sure to be
+//! queued, and `try_submit` can hand the caller's job back untouched. A reservation given up
+//! fills its slot with a skip mark, so the worker never waits on a slot nobody will fill.
+//!
+//! Jobs stay in the ring, in their slots, until the worker takes each to run: the bound and the
+//! `queued` count hold for every queued job. The ring has `capacity` rounded up to a power of
+//! two slots, allocated with the shard: the reservation count keeps at most `capacity` of them
+//! in use, so a slot is only filled again after the worker has taken its previous job.
+//!
+//! Only the shard's worker takes jobs out of the ring. When it stops for good (its task is
+//! aborted or dropped by its runtime), it [abandons](ShardQueue::abandon) the ring: the shard
+//! is closed and what is still queued is dropped; a slot filled later sees the mark left in it
+//! and its submitter drops the job. Either way the job's handle learns that the pool closed.
 //!
 //! The `ACTIVE` bit says a job of the shard is running: the worker's, or one a caller runs in
 //! place ([`ShardQueue::try_claim_idle`], for `WorkerPool::try_run_inline`). Whoever holds it is
@@ -20,16 +35,11 @@
 //! queued or running, so nothing can be overtaken), and the worker claims the bit before it
 //! takes a job off the queue. The worker keeps the bit while its queue is not empty, so the
 //! busy path pays one claim per busy period, not per job.
-//!
-//! The worker takes the queued jobs a batch at a time: one lock moves every queued job into its
-//! [`Batch`], so the lock line is shared with submitters once per batch instead of once per
-//! job. Jobs in the batch keep their slots until each is taken to run, so the bound and the
-//! `queued` count are the same as if they were still in the queue.
 
-use std::collections::VecDeque;
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use crossbeam_utils::CachePadded;
@@ -39,14 +49,27 @@ use tokio::sync::Notify;
 use crate::task::Envelope;
 
 /// The `state` bit set once the shard takes no more jobs.
-const CLOSED: usize = 1 << (usize::BITS - 1);
+const CLOSED: u64 = 1 << 63;
 /// The `state` bit held while a job of the shard runs (on its worker or on a caller).
-const ACTIVE: usize = 1 << (usize::BITS - 2);
-/// The `state` bits that count reserved slots.
-const SLOTS: usize = !(CLOSED | ACTIVE);
+const ACTIVE: u64 = 1 << 62;
+/// Where the `state` field with the next slot's position starts.
+const TAIL_SHIFT: u32 = 32;
+/// The `state` bits with the position of the next slot to reserve (wrapping; a multiple of any
+/// ring length, since ring lengths are powers of two no larger than 2^30).
+const TAIL: u64 = ((1 << 30) - 1) << TAIL_SHIFT;
+/// The `state` bits that count reserved slots (filled or not, not taken by the worker yet).
+const SLOTS: u64 = (1 << TAIL_SHIFT) - 1;
 
-/// Queued jobs preallocated per shard; a larger capacity grows the deque on demand.
-const PREALLOCATED: usize = 64;
+/// A slot's flag: nothing in it, and the worker is not waiting on it.
+const EMPTY: u8 = 0;
+/// A slot's flag: a job is in it.
+const FULL: u8 = 1;
+/// A slot's flag: its reservation was given up; the worker skips it.
+const SKIP: u8 = 2;
+/// A slot's flag: empty, and the worker waits for it to be filled (its filler wakes it).
+const WAITING: u8 = 3;
+/// A slot's flag: the worker is gone; whoever fills the slot takes the job back and drops it.
+const ABANDONED: u8 = 4;
 
 /// Why a slot could not be reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,52 +80,67 @@ pub(crate) enum Refused {
     Closed,
 }
 
+/// A reserved slot, by its position in the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reservation(u64);
+
+struct Slot {
+    flag: AtomicU8,
+    envelope: UnsafeCell<MaybeUninit<Envelope>>,
+}
+
 pub(crate) struct ShardQueue {
-    /// Slots reserved (queued jobs plus reservations not pushed yet), and the `CLOSED` and
-    /// `ACTIVE` bits.
-    state: CachePadded<AtomicUsize>,
+    /// Slots reserved, the position of the next one, and the `CLOSED` and `ACTIVE` bits.
+    state: CachePadded<AtomicU64>,
     /// Submitters waiting for room.
     waiting: CachePadded<AtomicUsize>,
+    /// The position of the next job the worker takes; only the worker reads or writes it.
+    head: CachePadded<AtomicU64>,
     /// The highest slot count seen.
     high_water: AtomicUsize,
     capacity: usize,
     low_water: usize,
-    jobs: Mutex<Jobs>,
-    /// Set by the worker when it parks (on an empty queue, or on a shard a caller holds); the
-    /// next push, or the caller's release, wakes it.
+    /// `slots.len() - 1`.
+    mask: u64,
+    slots: Box<[Slot]>,
+    /// Set by the worker when it parks; a caller's [`release_claim`](Self::release_claim)
+    /// wakes it (a filled slot wakes it through the slot's flag).
     parked: AtomicBool,
     worker: AtomicWaker,
     room: Notify,
 }
 
-struct Jobs {
-    queue: VecDeque<Envelope>,
-    /// Set by `abort`: jobs pushed afterwards are dropped at once (their handles learn
-    /// `PoolClosed`), since no worker will ever take them.
-    aborted: bool,
-}
+// SAFETY: a slot's envelope is written only by the submitter holding its reservation (before
+// the flag's swap publishes it) and read only by the worker or its guard (after a load of the
+// flag saw `FULL`); `Envelope` is `Send`.
+unsafe impl Sync for ShardQueue {}
 
 impl ShardQueue {
     pub(crate) fn new(capacity: usize) -> Self {
+        let len = capacity.next_power_of_two();
         Self {
-            state: CachePadded::new(AtomicUsize::new(0)),
+            state: CachePadded::new(AtomicU64::new(0)),
             waiting: CachePadded::new(AtomicUsize::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
             high_water: AtomicUsize::new(0),
             capacity,
             low_water: capacity / 2,
-            jobs: Mutex::new(Jobs {
-                queue: VecDeque::with_capacity(capacity.min(PREALLOCATED)),
-                aborted: false,
-            }),
+            mask: len as u64 - 1,
+            slots: (0..len)
+                .map(|_| Slot {
+                    flag: AtomicU8::new(EMPTY),
+                    envelope: UnsafeCell::new(MaybeUninit::uninit()),
+                })
+                .collect(),
             parked: AtomicBool::new(false),
             worker: AtomicWaker::new(),
             room: Notify::new(),
         }
     }
 
-    /// Slots reserved now (queued jobs, and reservations about to be pushed).
+    /// Slots reserved now (queued jobs, and reservations about to be filled).
     pub(crate) fn len(&self) -> usize {
-        self.state.load(Ordering::Relaxed) & SLOTS
+        (self.state.load(Ordering::Relaxed) & SLOTS) as usize
     }
 
     /// The highest [`len`](Self::len) seen.
@@ -111,12 +149,12 @@ impl ShardQueue {
     }
 
     /// Reserves a slot if one is free, whoever else is waiting.
-    pub(crate) fn try_reserve(&self) -> Result<(), Refused> {
+    pub(crate) fn try_reserve(&self) -> Result<Reservation, Refused> {
         self.reserve_below(self.capacity)
     }
 
     /// Reserves a slot if one is free and no submitter waits for room (who would get it first).
-    pub(crate) fn try_reserve_unwaited(&self) -> Result<(), Refused> {
+    pub(crate) fn try_reserve_unwaited(&self) -> Result<Reservation, Refused> {
         if self.waiting.load(Ordering::SeqCst) != 0 {
             return Err(Refused::Full);
         }
@@ -125,7 +163,7 @@ impl ShardQueue {
 
     /// Reserves a slot, waiting for room while the queue is full. Submitters that arrive while
     /// others wait queue behind them.
-    pub(crate) async fn reserve(&self) -> Result<(), Refused> {
+    pub(crate) async fn reserve(&self) -> Result<Reservation, Refused> {
         match self.try_reserve_unwaited() {
             Err(Refused::Full) => {}
             done => return done,
@@ -134,7 +172,7 @@ impl ShardQueue {
             let mut notified = pin!(self.room.notified());
             notified.as_mut().enable();
             let waiter = Waiter::new(&self.waiting);
-            // Registered first, counted second, checked last: a pop that lands on `low_water`
+            // Registered first, counted second, checked last: a take that lands on `low_water`
             // after this check sees `waiting > 0` and wakes us. Only a drained queue lets a
             // newcomer in, so the waiters before it get the room first.
             match self.reserve_below(self.low_water + 1) {
@@ -150,18 +188,22 @@ impl ShardQueue {
         }
     }
 
-    fn reserve_below(&self, limit: usize) -> Result<(), Refused> {
+    fn reserve_below(&self, limit: usize) -> Result<Reservation, Refused> {
         let mut current = self.state.load(Ordering::SeqCst);
         loop {
             if current & CLOSED != 0 {
                 return Err(Refused::Closed);
             }
-            if current & SLOTS >= limit {
+            let reserved = current & SLOTS;
+            if reserved >= limit as u64 {
                 return Err(Refused::Full);
             }
+            let next = (current & ACTIVE)
+                | (current.wrapping_add(1 << TAIL_SHIFT) & TAIL)
+                | (reserved + 1);
             match self.state.compare_exchange_weak(
                 current,
-                current + 1,
+                next,
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
@@ -170,34 +212,52 @@ impl ShardQueue {
             }
         }
         // Read first: the mark is rarely beaten, and a load does not take the cache line.
-        let reserved = (current & SLOTS) + 1;
+        let reserved = (current & SLOTS) as usize + 1;
         if reserved > self.high_water.load(Ordering::Relaxed) {
             self.high_water.fetch_max(reserved, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(Reservation((current & TAIL) >> TAIL_SHIFT))
     }
 
-    /// Gives back a reserved slot that will not be pushed.
-    pub(crate) fn unreserve(&self) {
-        self.release_slot();
+    fn slot(&self, position: u64) -> &Slot {
+        &self.slots[(position & self.mask) as usize]
     }
 
-    /// Queues a job in a reserved slot and wakes the worker if it parked.
-    pub(crate) fn push(&self, envelope: Envelope) {
-        let mut jobs = self.lock();
-        if jobs.aborted {
-            drop(jobs);
-            self.state.fetch_sub(1, Ordering::SeqCst);
-            // Dropping the job tells its handle that the pool closed.
-            drop(envelope);
-            return;
+    /// Queues a job in its reserved slot and wakes the worker if it waits for it.
+    pub(crate) fn push(&self, reservation: Reservation, envelope: Envelope) {
+        let slot = self.slot(reservation.0);
+        // SAFETY: the reservation makes this submitter the slot's only writer until the swap
+        // below, and the worker took the slot's previous job before the count let it be
+        // reserved again.
+        unsafe { (*slot.envelope.get()).write(envelope) };
+        if let Some(job) = self.publish(slot, FULL) {
+            // The worker is gone: the job's handle learns that the pool closed.
+            drop(job);
         }
-        jobs.queue.push_back(envelope);
-        drop(jobs);
-        // The worker sets `parked` before it re-checks the queue under the lock: either it sees
-        // this job, or this load sees its flag.
-        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
-            self.worker.wake();
+    }
+
+    /// Gives back a reserved slot that will not be filled.
+    pub(crate) fn unreserve(&self, reservation: Reservation) {
+        let _never_filled = self.publish(self.slot(reservation.0), SKIP);
+    }
+
+    /// Sets a reserved slot's flag to `mark` and wakes the worker if it waits for the slot. If
+    /// the worker is gone, gives the slot back and returns its job (if `mark` is `FULL`).
+    fn publish(&self, slot: &Slot, mark: u8) -> Option<Envelope> {
+        match slot.flag.swap(mark, Ordering::AcqRel) {
+            EMPTY => None,
+            WAITING => {
+                self.worker.wake();
+                None
+            }
+            abandoned => {
+                debug_assert_eq!(abandoned, ABANDONED);
+                slot.flag.store(ABANDONED, Ordering::Relaxed);
+                self.state.fetch_sub(1, Ordering::SeqCst);
+                // SAFETY: written just before the swap by this submitter; nobody else reads a
+                // slot once the worker is gone.
+                (mark == FULL).then(|| unsafe { (*slot.envelope.get()).assume_init_read() })
+            }
         }
     }
 
@@ -205,51 +265,60 @@ impl ShardQueue {
     /// been taken and no caller runs a job of it. `active` says whether the worker holds the
     /// `ACTIVE` bit: a job is only returned with the bit held, and the bit is given up before
     /// the worker parks, so callers may run jobs in place while the shard is idle.
-    pub(crate) fn poll_pop(
+    ///
+    /// # Safety
+    ///
+    /// Only the shard's worker calls this and [`abandon`](Self::abandon), one call at a time:
+    /// nothing else takes jobs out of the ring.
+    pub(crate) unsafe fn poll_pop(
         &self,
         cx: &mut Context<'_>,
         active: &mut bool,
-        batch: &mut Batch<'_>,
     ) -> Poll<Option<Envelope>> {
-        if let Some(envelope) = self.pop_active(active, batch) {
+        if let Some(envelope) = self.pop_active(active) {
             return Poll::Ready(Some(envelope));
         }
         if *active {
             self.state.fetch_and(!ACTIVE, Ordering::SeqCst);
             *active = false;
         }
-        if self.state.load(Ordering::SeqCst) == CLOSED {
+        if self.is_drained() {
             return Poll::Ready(None);
         }
         self.worker.register(cx.waker());
         self.parked.store(true, Ordering::SeqCst);
-        if let Some(envelope) = self.pop_active(active, batch) {
+        // The next job goes in the slot at `head`, whether it is reserved already or not: ask
+        // its filler for a wake-up (unless it is filled already, which the look below sees).
+        let _ = self
+            .slot(self.head.load(Ordering::Relaxed))
+            .flag
+            .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
+        if let Some(envelope) = self.pop_active(active) {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(Some(envelope));
         }
         if *active {
-            // Claimed, but the job is reserved and not pushed yet: its push will wake us.
+            // Claimed, but the job is reserved and not filled yet: filling it will wake us.
             self.state.fetch_and(!ACTIVE, Ordering::SeqCst);
             *active = false;
         }
         // `close` sets the bit before it wakes: after registering, a second look cannot miss it.
-        if self.state.load(Ordering::SeqCst) == CLOSED {
+        if self.is_drained() {
             self.parked.store(false, Ordering::Relaxed);
             return Poll::Ready(None);
         }
         Poll::Pending
     }
 
+    /// Closed, with nothing reserved and no job running in place.
+    fn is_drained(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & !TAIL == CLOSED
+    }
+
     /// Takes the next job with the `ACTIVE` bit held (claiming it if `active` is false and a
-    /// slot is reserved). `None` if nothing is queued, or if a caller holds the bit (its
-    /// release wakes the worker).
-    fn pop_active(&self, active: &mut bool, batch: &mut Batch<'_>) -> Option<Envelope> {
-        if let Some(envelope) = batch.jobs.pop_front() {
-            // Jobs are only ever in the batch while the bit is held.
-            debug_assert!(*active);
-            self.release_slot();
-            return Some(envelope);
-        }
+    /// slot is reserved). `None` if the next slot is not filled yet, or if a caller holds the
+    /// bit (its release wakes the worker).
+    fn pop_active(&self, active: &mut bool) -> Option<Envelope> {
         if !*active {
             let mut current = self.state.load(Ordering::SeqCst);
             loop {
@@ -268,17 +337,49 @@ impl ShardQueue {
             }
             *active = true;
         }
-        self.pop(batch)
+        self.take()
+    }
+
+    /// Takes the job at `head` if its slot is filled, skipping given-up slots.
+    fn take(&self) -> Option<Envelope> {
+        loop {
+            let head = self.head.load(Ordering::Relaxed);
+            let slot = self.slot(head);
+            let flag = slot.flag.load(Ordering::Acquire);
+            if flag != FULL && flag != SKIP {
+                return None;
+            }
+            // SAFETY: `FULL` was published by the slot's filler after it wrote the envelope;
+            // only the worker takes it, once.
+            let envelope =
+                (flag == FULL).then(|| unsafe { (*slot.envelope.get()).assume_init_read() });
+            slot.flag.store(EMPTY, Ordering::Release);
+            self.head.store(head.wrapping_add(1), Ordering::Relaxed);
+            self.release_slot();
+            if envelope.is_some() {
+                return envelope;
+            }
+        }
     }
 
     /// Claims an idle shard for a job the caller runs in place: succeeds only when no slot is
     /// reserved, no job runs, and the shard is open. Give it back with
     /// [`release_claim`](Self::release_claim).
     pub(crate) fn try_claim_idle(&self) -> Result<(), Refused> {
-        match self
-            .state
-            .compare_exchange(0, ACTIVE, Ordering::SeqCst, Ordering::SeqCst)
-        {
+        let current = self.state.load(Ordering::SeqCst);
+        if current & !TAIL != 0 {
+            return Err(if current & CLOSED != 0 {
+                Refused::Closed
+            } else {
+                Refused::Full
+            });
+        }
+        match self.state.compare_exchange(
+            current,
+            current | ACTIVE,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
             Ok(_) => Ok(()),
             Err(current) if current & CLOSED != 0 => Err(Refused::Closed),
             Err(_) => Err(Refused::Full),
@@ -302,25 +403,8 @@ impl ShardQueue {
         self.len() == 0
     }
 
-    /// Moves every queued job into the (empty) `batch` and returns the first.
-    fn pop(&self, batch: &mut Batch<'_>) -> Option<Envelope> {
-        debug_assert!(batch.jobs.is_empty());
-        std::mem::swap(&mut self.lock().queue, &mut batch.jobs);
-        let envelope = batch.jobs.pop_front()?;
-        self.release_slot();
-        Some(envelope)
-    }
-
-    /// An empty batch for this shard's worker.
-    pub(crate) fn batch(&self) -> Batch<'_> {
-        Batch {
-            queue: self,
-            jobs: VecDeque::with_capacity(self.capacity.min(PREALLOCATED)),
-        }
-    }
-
     fn release_slot(&self) {
-        let left = (self.state.fetch_sub(1, Ordering::SeqCst) & SLOTS) - 1;
+        let left = ((self.state.fetch_sub(1, Ordering::SeqCst) & SLOTS) - 1) as usize;
         if left == self.low_water && self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
@@ -333,51 +417,53 @@ impl ShardQueue {
         self.room.notify_waiters();
     }
 
-    /// Closes the shard and drops every queued job (their handles learn `PoolClosed`), as well
-    /// as any pushed later. Returns how many were dropped.
-    pub(crate) fn abort(&self) -> usize {
-        self.close();
-        let dropped = {
-            let mut jobs = self.lock();
-            jobs.aborted = true;
-            std::mem::take(&mut jobs.queue)
+    /// The worker is gone: closes the shard and drops every queued job (their handles learn
+    /// `PoolClosed`); slots reserved and not filled yet are marked so that their fillers drop
+    /// their jobs.
+    ///
+    /// # Safety
+    ///
+    /// As for [`poll_pop`](Self::poll_pop): only the shard's worker calls this, once it will
+    /// not call `poll_pop` again.
+    pub(crate) unsafe fn abandon(&self) {
+        let reserved = {
+            let state = self.state.fetch_or(CLOSED, Ordering::SeqCst);
+            state & SLOTS
         };
-        let count = dropped.len();
-        self.state.fetch_sub(count, Ordering::SeqCst);
-        // Outside the lock: a job's destructor may do anything, including submit again.
+        let head = self.head.load(Ordering::Relaxed);
+        let mut dropped = Vec::new();
+        let mut given_back = 0;
+        // Closed: no slot past these can be reserved any more.
+        for position in head..head + reserved {
+            let slot = self.slot(position);
+            match slot.flag.swap(ABANDONED, Ordering::AcqRel) {
+                FULL => {
+                    // SAFETY: published by its filler; the worker never took it.
+                    dropped.push(unsafe { (*slot.envelope.get()).assume_init_read() });
+                    given_back += 1;
+                }
+                SKIP => given_back += 1,
+                // Not filled yet: its filler sees the mark and gives the slot back itself.
+                _ => {}
+            }
+        }
+        self.head.store(head + reserved, Ordering::Relaxed);
+        self.state.fetch_sub(given_back, Ordering::SeqCst);
+        self.room.notify_waiters();
+        // Last, as the count is already down: a handle woken by its job's drop sees the count
+        // without it, and a job's destructor may do anything, including submit again.
         drop(dropped);
-        count
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Jobs> {
-        // Nothing panics while holding the lock (pushes and pops of a deque), but a poisoned
-        // queue is still a consistent queue.
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Jobs the worker took off the queue and has not run yet. Each keeps its slot until it is
-/// taken to run; a batch dropped with jobs in it (the worker was aborted) drops them, which
-/// tells their handles the pool closed, and gives their slots back.
-pub(crate) struct Batch<'a> {
-    queue: &'a ShardQueue,
-    jobs: VecDeque<Envelope>,
-}
-
-impl Drop for Batch<'_> {
+impl Drop for ShardQueue {
     fn drop(&mut self) {
-        let count = self.jobs.len();
-        if count == 0 {
-            return;
+        for slot in &mut self.slots {
+            if *slot.flag.get_mut() == FULL {
+                // SAFETY: filled and never taken.
+                unsafe { slot.envelope.get_mut().assume_init_drop() };
+            }
         }
-        let dropped = std::mem::take(&mut self.jobs);
-        self.queue.state.fetch_sub(count, Ordering::SeqCst);
-        if self.queue.waiting.load(Ordering::SeqCst) > 0 {
-            self.queue.room.notify_waiters();
-        }
-        // Last, as in `ShardQueue::abort`: a handle woken by its job's drop sees the count
-        // without it.
-        drop(dropped);
     }
 }
 
@@ -395,5 +481,232 @@ impl<'a> Waiter<'a> {
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The ring's hand-overs on one thread, the test standing in for the worker.
+
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+    use crate::task::{Detached, Task};
+
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets its flag when dropped: tells whether a queued job was dropped, and how often.
+    struct DropCount(Arc<AtomicUsize>);
+
+    impl Drop for DropCount {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A queued job that records `id` in `ran` when run and counts its drop in `drops`.
+    fn envelope(id: usize, ran: &Arc<AtomicUsize>, drops: &Arc<AtomicUsize>) -> Envelope {
+        let (ran, dropped) = (Arc::clone(ran), DropCount(Arc::clone(drops)));
+        Envelope {
+            task: Task::Detached(Box::pin(Detached::new(async move {
+                let _dropped = dropped;
+                ran.store(id, Ordering::Relaxed);
+            }))),
+            timeout: None,
+            queued_at: None,
+        }
+    }
+
+    struct Worker {
+        wakes: Arc<CountWakes>,
+        waker: Waker,
+        active: bool,
+    }
+
+    impl Worker {
+        fn new() -> Self {
+            let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+            Self {
+                waker: Waker::from(Arc::clone(&wakes)),
+                wakes,
+                active: false,
+            }
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::Relaxed)
+        }
+
+        /// Pops the next job and runs it; its id, or `None` when the pop is pending.
+        fn run_next(&mut self, queue: &ShardQueue, ran: &AtomicUsize) -> Option<Option<usize>> {
+            let mut cx = Context::from_waker(&self.waker);
+            // SAFETY: this test is the queue's only worker.
+            match unsafe { queue.poll_pop(&mut cx, &mut self.active) } {
+                Poll::Pending => None,
+                Poll::Ready(None) => Some(None),
+                Poll::Ready(Some(mut envelope)) => {
+                    assert_eq!(envelope.task.poll_run(&mut cx), Poll::Ready(true));
+                    Some(Some(ran.load(Ordering::Relaxed)))
+                }
+            }
+        }
+    }
+
+    fn counters() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)))
+    }
+
+    #[test]
+    fn jobs_come_out_in_reservation_order_across_many_wraps_of_the_ring() {
+        let queue = ShardQueue::new(3);
+        assert_eq!(queue.slots.len(), 4);
+        let (ran, drops) = counters();
+        let mut worker = Worker::new();
+        let mut next = 1;
+        for round in 0..50 {
+            // Fill to 1, 2 or 3 jobs, then drain: the positions walk all the way round.
+            let batch = round % 3 + 1;
+            for id in next..next + batch {
+                let slot = queue.try_reserve().unwrap();
+                queue.push(slot, envelope(id, &ran, &drops));
+            }
+            match queue.try_reserve() {
+                Ok(extra) => {
+                    assert!(batch < 3);
+                    queue.unreserve(extra);
+                }
+                Err(refused) => assert_eq!((refused, batch), (Refused::Full, 3)),
+            }
+            for id in next..next + batch {
+                assert_eq!(worker.run_next(&queue, &ran), Some(Some(id)));
+            }
+            assert_eq!(worker.run_next(&queue, &ran), None);
+            next += batch;
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), next - 1);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn the_position_wraps_at_the_end_of_its_field() {
+        let queue = ShardQueue::new(4);
+        // Start two slots before the position field wraps to zero.
+        let start = (TAIL >> TAIL_SHIFT) - 2;
+        queue.state.store(start << TAIL_SHIFT, Ordering::Relaxed);
+        queue.head.store(start, Ordering::Relaxed);
+        let (ran, drops) = counters();
+        let mut worker = Worker::new();
+        for id in 1..=12 {
+            let slot = queue.try_reserve().unwrap();
+            queue.push(slot, envelope(id, &ran, &drops));
+            assert_eq!(worker.run_next(&queue, &ran), Some(Some(id)));
+        }
+        // The reservations' positions wrapped to zero; the worker's kept counting, in the same
+        // slots.
+        assert_eq!(
+            (queue.state.load(Ordering::Relaxed) & TAIL) >> TAIL_SHIFT,
+            9
+        );
+        assert_eq!(queue.head.load(Ordering::Relaxed), start + 12);
+        assert_eq!(queue.state.load(Ordering::Relaxed) & SLOTS, 0);
+    }
+
+    #[test]
+    fn a_worker_waiting_on_a_reserved_slot_is_woken_when_it_is_filled() {
+        let queue = ShardQueue::new(4);
+        let (ran, drops) = counters();
+        let mut worker = Worker::new();
+        assert_eq!(worker.run_next(&queue, &ran), None, "nothing queued");
+        let slot = queue.try_reserve().unwrap();
+        // Reserved, not filled: the worker still waits, and is not woken by the reservation.
+        assert_eq!(worker.run_next(&queue, &ran), None);
+        assert_eq!(worker.wakes(), 0);
+        queue.push(slot, envelope(1, &ran, &drops));
+        assert_eq!(worker.wakes(), 1);
+        assert_eq!(worker.run_next(&queue, &ran), Some(Some(1)));
+        // A slot filled while the worker was not waiting wakes nobody.
+        let slot = queue.try_reserve().unwrap();
+        queue.push(slot, envelope(2, &ran, &drops));
+        assert_eq!(worker.wakes(), 1);
+        assert_eq!(worker.run_next(&queue, &ran), Some(Some(2)));
+    }
+
+    #[test]
+    fn a_given_up_reservation_is_skipped_and_wakes_a_waiting_worker() {
+        let queue = ShardQueue::new(4);
+        let (ran, drops) = counters();
+        let mut worker = Worker::new();
+        let (first, second) = (queue.try_reserve().unwrap(), queue.try_reserve().unwrap());
+        queue.push(second, envelope(2, &ran, &drops));
+        // The first slot is not filled yet: the second job waits behind it.
+        assert_eq!(worker.run_next(&queue, &ran), None);
+        queue.unreserve(first);
+        assert_eq!(worker.wakes(), 1);
+        assert_eq!(worker.run_next(&queue, &ran), Some(Some(2)));
+        assert_eq!(queue.len(), 0);
+        // Given up alone, with nothing behind it.
+        let slot = queue.try_reserve().unwrap();
+        queue.unreserve(slot);
+        assert_eq!(worker.run_next(&queue, &ran), None);
+        assert_eq!(queue.len(), 0);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_abandoned_ring_drops_its_jobs_and_the_ones_filled_later() {
+        let queue = ShardQueue::new(8);
+        let (ran, drops) = counters();
+        let mut worker = Worker::new();
+        let late = queue.try_reserve().unwrap();
+        for id in 1..=3 {
+            let slot = queue.try_reserve().unwrap();
+            queue.push(slot, envelope(id, &ran, &drops));
+        }
+        let given_up = queue.try_reserve().unwrap();
+        // The first slot is not filled: the worker takes nothing.
+        assert_eq!(worker.run_next(&queue, &ran), None);
+        // SAFETY: the test is the worker, and polls no more.
+        unsafe { queue.abandon() };
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            3,
+            "the filled slots are dropped"
+        );
+        assert_eq!(queue.len(), 2, "two reservations are still out");
+        assert_eq!(queue.try_reserve(), Err(Refused::Closed));
+        queue.push(late, envelope(9, &ran, &drops));
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            4,
+            "filled after, dropped by its filler"
+        );
+        queue.unreserve(given_up);
+        assert_eq!(queue.len(), 0);
+        assert_eq!(ran.load(Ordering::Relaxed), 0, "nothing ran");
+    }
+
+    #[test]
+    fn a_slot_takes_the_64_bytes_the_builder_documents() {
+        assert_eq!(size_of::<Slot>(), 64);
+    }
+
+    #[test]
+    fn a_dropped_queue_drops_what_it_still_holds() {
+        let queue = ShardQueue::new(2);
+        let (ran, drops) = counters();
+        for id in 1..=2 {
+            let slot = queue.try_reserve().unwrap();
+            queue.push(slot, envelope(id, &ran, &drops));
+        }
+        drop(queue);
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
     }
 }

@@ -65,15 +65,39 @@ const IDLE_SPINS: u32 = 4;
 /// machine to show a difference either way.
 const BUSY_STREAK: u32 = 2;
 
-/// Runs shard `index` until its queue is closed and drained.
-pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
-    let shard = &shared.shards[index];
+/// Runs shard `index` until its queue is closed and drained. If the task is aborted, or dropped
+/// by its runtime (even before it first ran), the shard is closed and the jobs still queued are
+/// dropped, so that their handles learn the pool closed.
+pub(crate) fn run(index: usize, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
+    let stop = Stop {
+        shared: Arc::clone(&shared),
+        index,
+    };
+    async move {
+        let _stop = stop;
+        work(&shared.shards[index], &shared).await;
+    }
+}
+
+/// The worker's last act, however it ends: abandons its shard's ring.
+struct Stop {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        // SAFETY: dropped with the worker's future, after its last call of `poll_pop`; nothing
+        // else takes from the shard's ring.
+        unsafe { self.shared.shards[self.index].queue.abandon() };
+    }
+}
+
+async fn work(shard: &Shard, shared: &Shared) {
     // Jobs run since the worker last parked.
     let mut streak = 0_u32;
     // Whether this worker holds the shard's `ACTIVE` bit (see `ShardQueue::poll_pop`).
     let mut active = false;
-    // Jobs taken off the queue in one go and not run yet (see `queue::Batch`).
-    let mut batch = shard.queue.batch();
     loop {
         // A busy shard that runs dry first yields a few times (see IDLE_SPINS) before it parks.
         if streak >= BUSY_STREAK {
@@ -85,7 +109,8 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
         }
         let mut parked = false;
         let popped = poll_fn(|cx| {
-            let polled = shard.queue.poll_pop(cx, &mut active, &mut batch);
+            // SAFETY: this is the shard's worker, the only caller.
+            let polled = unsafe { shard.queue.poll_pop(cx, &mut active) };
             parked |= polled.is_pending();
             polled
         })
@@ -98,7 +123,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>) {
             shared.counters.dequeued();
             bound.add_permits(1);
         }
-        run_job(envelope, &shard.counters, &shared).await;
+        run_job(envelope, &shard.counters, shared).await;
         // A shard that never empties would otherwise keep its thread: spend tokio's budget.
         tokio::task::consume_budget().await;
     }

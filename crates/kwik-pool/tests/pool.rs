@@ -596,6 +596,31 @@ async fn abort_drops_the_jobs_a_worker_took_in_one_batch() {
     assert_eq!((stats.queued, stats.completed), (0, 0));
 }
 
+/// Workers that never ran (their runtime was dropped first) still let go of their queues: the
+/// queued jobs' handles learn the pool closed instead of waiting forever, and submissions are
+/// refused.
+#[test]
+fn a_runtime_dropped_before_its_workers_ran_closes_the_pool() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Built inside the runtime, which never runs the workers: `block_on` returns at once.
+    let pool = runtime.block_on(async { pool_of(2, 4) });
+    let queued: Vec<_> = (0..4_u64)
+        .map(|key| pool.try_submit(key, async move { key }).unwrap())
+        .collect();
+    assert_eq!(pool.stats().queued, 4);
+    drop(runtime);
+    for handle in queued {
+        assert_eq!(
+            futures_util::FutureExt::now_or_never(handle),
+            Some(Err(JobError::PoolClosed))
+        );
+    }
+    assert_eq!(pool.stats().queued, 0);
+    assert!(pool.try_submit(0_u64, async {}).unwrap_err().is_closed());
+}
+
 #[tokio::test]
 async fn every_submission_after_close_hands_the_job_back() {
     let pool = WorkerPool::builder().build().unwrap();

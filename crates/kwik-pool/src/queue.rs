@@ -60,6 +60,15 @@ const TAIL: u64 = ((1 << 30) - 1) << TAIL_SHIFT;
 /// The `state` bits that count reserved slots (filled or not, not taken by the worker yet).
 const SLOTS: u64 = (1 << TAIL_SHIFT) - 1;
 
+/// Yields a submitter makes on a full queue, retrying between them, before it waits to be woken.
+/// A full queue under a steady stream drains within a few yields (its worker runs jobs every
+/// ~200 ns), while a waiter costs a `Notify` registration and a wake-up from the worker's
+/// thread, which moves the submitting task onto that thread. `pool_overload`, binaries
+/// alternating, medians of 9 runs: keyed 4.56 M jobs/s with no spins against 5.38 with 4; in a
+/// second batch 5.40, 5.62 and 5.70 with 4, 8 and 16 (execute: 5.11, 5.02, 5.45 and 5.64 with
+/// 0, 4, 8 and 16).
+const SUBMIT_SPINS: u32 = 16;
+
 /// A slot's flag: nothing in it, and the worker is not waiting on it.
 const EMPTY: u8 = 0;
 /// A slot's flag: a job is in it.
@@ -161,12 +170,20 @@ impl ShardQueue {
         self.try_reserve()
     }
 
-    /// Reserves a slot, waiting for room while the queue is full. Submitters that arrive while
-    /// others wait queue behind them.
+    /// Reserves a slot, waiting for room while the queue is full: first by yielding a few
+    /// times (`SUBMIT_SPINS`), then asleep until the queue has drained to `low_water`.
+    /// Submitters that arrive while others wait queue behind them.
     pub(crate) async fn reserve(&self) -> Result<Reservation, Refused> {
         match self.try_reserve_unwaited() {
             Err(Refused::Full) => {}
             done => return done,
+        }
+        for _ in 0..SUBMIT_SPINS {
+            tokio::task::yield_now().await;
+            match self.try_reserve_unwaited() {
+                Err(Refused::Full) => {}
+                done => return done,
+            }
         }
         loop {
             let mut notified = pin!(self.room.notified());

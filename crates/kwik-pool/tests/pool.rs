@@ -596,6 +596,31 @@ async fn abort_drops_the_jobs_a_worker_took_in_one_batch() {
     assert_eq!((stats.queued, stats.completed), (0, 0));
 }
 
+/// A worker runs the jobs that end at once back to back in one poll, but within tokio's budget:
+/// with a long queue it still gives its thread back now and then, so the thread's other tasks
+/// run before the queue is through.
+#[tokio::test(flavor = "current_thread")]
+async fn a_worker_with_a_long_queue_gives_its_thread_back() {
+    const JOBS: usize = 4096;
+    let pool = pool_of(1, JOBS);
+    let handles: Vec<_> = (0..JOBS)
+        .map(|_| pool.try_submit(0_u64, async {}).unwrap())
+        .collect();
+    // Queued behind the worker on this one thread: it runs when the worker first yields.
+    let probe = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.stats().completed }
+    });
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let seen = probe.await.unwrap();
+    assert!(
+        0 < seen && seen < JOBS as u64,
+        "the probe ran after {seen} of {JOBS} jobs"
+    );
+}
+
 /// Workers that never ran (their runtime was dropped first) still let go of their queues: the
 /// queued jobs' handles learn the pool closed instead of waiting forever, and submissions are
 /// refused.

@@ -87,6 +87,8 @@ mod pool;
 mod queue;
 mod stats;
 mod task;
+#[cfg(test)]
+mod test_waker;
 mod worker;
 
 pub use batcher::{Batcher, BatcherBuilder, BatcherStats};

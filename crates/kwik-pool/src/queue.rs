@@ -506,19 +506,11 @@ mod tests {
     //! The ring's hand-overs on one thread, the test standing in for the worker.
 
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
 
     use super::*;
     use crate::task::{Detached, Task};
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use crate::test_waker::{CountWakes, waker, wakes};
 
     /// Sets its flag when dropped: tells whether a queued job was dropped, and how often.
     struct DropCount(Arc<AtomicUsize>);
@@ -550,16 +542,16 @@ mod tests {
 
     impl Worker {
         fn new() -> Self {
-            let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+            let (wakes, waker) = waker();
             Self {
-                waker: Waker::from(Arc::clone(&wakes)),
+                waker,
                 wakes,
                 active: false,
             }
         }
 
         fn wakes(&self) -> usize {
-            self.wakes.0.load(Ordering::Relaxed)
+            wakes(&self.wakes)
         }
 
         /// Pops the next job and runs it; its id, or `None` when the pop is pending.

@@ -493,27 +493,9 @@ mod tests {
     //! these too: every path must free the cell exactly once).
 
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
 
     use super::*;
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn waker() -> (Arc<CountWakes>, Waker) {
-        let count = Arc::new(CountWakes(AtomicUsize::new(0)));
-        (Arc::clone(&count), Waker::from(count))
-    }
-
-    fn wakes(count: &CountWakes) -> usize {
-        count.0.load(Ordering::Relaxed)
-    }
+    use crate::test_waker::{waker, wakes};
 
     /// A reported job holding `payload` (to catch a double drop or a leak) that returns 7.
     fn job(payload: Arc<()>) -> (Task, JobHandle<u32>) {

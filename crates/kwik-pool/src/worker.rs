@@ -215,7 +215,10 @@ impl Worker<'_> {
             Ok(Poll::Pending) => {
                 return Some(Running {
                     task,
-                    deadline: timeout.zip(started).map(|(limit, at)| at + limit),
+                    // A timeout too long to add to the clock never expires.
+                    deadline: timeout
+                        .zip(started)
+                        .and_then(|(limit, at)| at.checked_add(limit)),
                     started,
                     queued_at,
                 });

@@ -372,6 +372,21 @@ impl Job for Sleeper {
     }
 }
 
+/// A timeout too long to add to the clock (`Duration::MAX`) means no deadline, not a panic in
+/// the worker.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_beyond_the_clock_never_expires() {
+    let pool = WorkerPool::builder().workers(1).build().unwrap();
+    let sleeper = Sleeper {
+        id: 6,
+        sleep: Duration::from_secs(3600),
+        timeout: Some(Duration::MAX),
+    };
+    let handle = pool.submit_job(0_u64, sleeper).await.unwrap();
+    assert_eq!(handle.await, Ok(Ok(6)));
+    assert_eq!(pool.stats().completed, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_job_carries_its_own_id_and_timeout() {
     let pool = WorkerPool::builder()

@@ -586,11 +586,11 @@ async fn abort_stops_at_once() {
     assert!(pool.is_closed());
 }
 
-/// Jobs queued before the worker first ran are taken off the queue together, in one batch: an
-/// abort while the first of them runs still reports every other one as never run, and the
-/// queued count goes back to zero.
+/// Jobs queued behind a running one stay in their slots until the worker takes them: an abort
+/// while the first runs reports every other one as never run, and the queued count goes back
+/// to zero.
 #[tokio::test(flavor = "current_thread")]
-async fn abort_drops_the_jobs_a_worker_took_in_one_batch() {
+async fn abort_drops_the_jobs_queued_behind_a_running_one() {
     let pool = pool_of(1, 8);
     let gate = gate();
     // One thread: nothing runs until this task waits, so all six are queued before the worker

@@ -10,8 +10,9 @@
 //!   flags; a submitter reserves a slot and learns where it is with one compare-and-swap, then
 //!   fills it and publishes it with one swap on the slot's own flag. No lock is taken per job;
 //! - the worker is woken only when it waits on the slot being filled (its flag says so);
-//! - blocked submitters are woken when the queue has drained to `low_water` (half its capacity),
-//!   so each wake-up refills half a queue instead of one slot; while any submitter waits, new
+//! - a submitter facing a full queue first yields a few times, retrying (`SUBMIT_SPINS`), then
+//!   sleeps; sleepers are woken when the queue has drained to `low_water` (half its capacity),
+//!   so each wake-up refills half a queue instead of one slot; while any submitter sleeps, new
 //!   ones queue behind them instead of taking the freed slots, so nobody waits forever.
 //!
 //! Reserving a slot is separate from filling it, so a job is only boxed once it is sure to be
@@ -54,8 +55,9 @@ const CLOSED: u64 = 1 << 63;
 const ACTIVE: u64 = 1 << 62;
 /// Where the `state` field with the next slot's position starts.
 const TAIL_SHIFT: u32 = 32;
-/// The `state` bits with the position of the next slot to reserve (wrapping; a multiple of any
-/// ring length, since ring lengths are powers of two no larger than 2^30).
+/// The `state` bits with the position of the next slot to reserve. It wraps at 2^30, a multiple
+/// of every ring length (a power of two no larger than `MAX_QUEUE_CAPACITY`), so a position
+/// names the same slot on either side of the wrap.
 const TAIL: u64 = ((1 << 30) - 1) << TAIL_SHIFT;
 /// The `state` bits that count reserved slots (filled or not, not taken by the worker yet).
 const SLOTS: u64 = (1 << TAIL_SHIFT) - 1;

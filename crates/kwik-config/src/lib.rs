@@ -49,3 +49,4 @@ pub use schema::{
     RuntimeConfig, StreamingConfig, TransportConfig, WorkerPoolConfig,
 };
 pub use size::{ByteSize, ParseSizeError};
+pub use validate::{MAX_POOL_BUFFER_SIZE, MAX_POOL_WORKERS};

@@ -72,9 +72,11 @@ impl RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerPoolConfig {
-    /// Workers (one shard each); `0` means `max(cores, 4)`. Default `0`.
+    /// Workers (one shard each); `0` means `max(cores, 4)`. Default `0`; at most
+    /// [`MAX_POOL_WORKERS`](crate::MAX_POOL_WORKERS).
     pub size: usize,
-    /// Queue capacity per worker, in jobs. Default `10`; must be at least 1.
+    /// Queue capacity per worker, in jobs. Default `10`; from 1 to
+    /// [`MAX_POOL_BUFFER_SIZE`](crate::MAX_POOL_BUFFER_SIZE).
     pub buffer_size: usize,
     /// Total queued jobs across all workers; `0` means `size × buffer_size`. Default `0`.
     pub max_queue_size: usize,

@@ -27,6 +27,24 @@ const MAX_ALPN_LEN: usize = 255;
 /// Profilers sample with a timer signal; past 10 kHz the signal handler is the workload.
 const MAX_SAMPLE_RATE: u32 = 10_000;
 
+/// The most workers `worker_pool.size` may ask for: kwik-pool's `MAX_WORKERS`, checked here so
+/// that `kwik config check` reports it with the file and line (the facade's tests check that
+/// the two agree).
+pub const MAX_POOL_WORKERS: usize = 4096;
+/// The largest `worker_pool.buffer_size`: kwik-pool's `MAX_QUEUE_CAPACITY` (each shard's queue
+/// slots are allocated up front, 64 bytes each), checked here for the same reason.
+pub const MAX_POOL_BUFFER_SIZE: usize = 1 << 16;
+
+fn at_most(key: &'static str, value: usize, max: usize) -> Result<(), Violation> {
+    if value > max {
+        return Err(violation(
+            key,
+            format!("must be at most {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
 fn at_least_one(key: &'static str, value: u64) -> Result<(), Violation> {
     if value == 0 {
         return Err(violation(key, format!("must be at least 1, got {value}")));
@@ -82,8 +100,14 @@ pub(crate) fn check(config: &PerformanceConfig) -> Result<(), Violation> {
         logging: _,
     } = config;
 
-    // worker_pool.size and max_queue_size: 0 is "automatic", every value is allowed.
+    // worker_pool.size and max_queue_size: 0 is "automatic".
+    at_most("worker_pool.size", worker_pool.size, MAX_POOL_WORKERS)?;
     at_least_one("worker_pool.buffer_size", as_u64(worker_pool.buffer_size))?;
+    at_most(
+        "worker_pool.buffer_size",
+        worker_pool.buffer_size,
+        MAX_POOL_BUFFER_SIZE,
+    )?;
     non_zero_duration("worker_pool.worker_timeout", worker_pool.worker_timeout)?;
 
     non_zero_size("buffer_pool.buffer_size", buffer_pool.buffer_size)?;

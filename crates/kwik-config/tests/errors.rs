@@ -165,6 +165,29 @@ fn out_of_range_buffer_size() {
     assert!(matches!(err, ConfigError::OutOfRange { .. }));
 }
 
+/// The worker pool's own limits are checked with the file and line too, not only when the pool
+/// is built.
+#[test]
+fn worker_pool_beyond_the_pools_limits() {
+    let err = assert_located(
+        "[worker_pool]\nbuffer_size = 65537\n",
+        2,
+        15,
+        "worker_pool.buffer_size",
+        "must be at most 65536, got 65537",
+    );
+    assert!(matches!(err, ConfigError::OutOfRange { .. }));
+    assert_located(
+        "[worker_pool]\nsize = 5000\n",
+        2,
+        8,
+        "worker_pool.size",
+        "must be at most 4096, got 5000",
+    );
+    let at_the_limits = "[worker_pool]\nsize = 4096\nbuffer_size = 65536\n";
+    assert!(PerformanceConfig::from_toml_str(at_the_limits).is_ok());
+}
+
 #[test]
 fn out_of_range_sample_rate() {
     let err = assert_located(

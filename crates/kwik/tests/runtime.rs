@@ -70,6 +70,17 @@ async fn from_config_with_every_profile() {
     assert!(seen >= 3, "configs/ holds the default and two profiles");
 }
 
+/// kwik-config checks the pool's limits itself, so that `kwik config check` reports them with
+/// the file and line; they must be the pool's own.
+#[test]
+fn the_configs_pool_limits_are_the_pools() {
+    assert_eq!(kwik::config::MAX_POOL_WORKERS, kwik::pool::MAX_WORKERS);
+    assert_eq!(
+        kwik::config::MAX_POOL_BUFFER_SIZE,
+        kwik::pool::MAX_QUEUE_CAPACITY
+    );
+}
+
 #[tokio::test]
 async fn a_bad_section_is_a_typed_error() {
     let mut config = local(PerformanceConfig::default());

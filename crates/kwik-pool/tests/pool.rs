@@ -80,6 +80,85 @@ async fn jobs_with_one_key_run_in_submission_order() {
     assert_eq!((stats.queued, stats.running, stats.rejected), (0, 0, 0));
 }
 
+/// An abort in the middle of a stream from several producers on several threads: every handle
+/// still resolves, to the job's output if it ran and to `PoolClosed` if it did not (the jobs end
+/// in their first poll, so none is cut short), no job runs twice, and every submission after
+/// the abort gets its job back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abort_under_load_leaves_no_handle_waiting() {
+    const PRODUCERS: u64 = 4;
+    const JOBS_PER_PRODUCER: u64 = 20_000;
+    const ABORT_AFTER: u64 = 10_000;
+
+    let pool = pool_of(4, 4);
+    let runs: Arc<Vec<AtomicU32>> = Arc::new(
+        (0..PRODUCERS * JOBS_PER_PRODUCER)
+            .map(|_| AtomicU32::new(0))
+            .collect(),
+    );
+    let ran = Arc::new(AtomicU64::new(0));
+    let halfway = Arc::new(Semaphore::new(0));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|producer| {
+            let (pool, runs, ran) = (pool.clone(), Arc::clone(&runs), Arc::clone(&ran));
+            let halfway = Arc::clone(&halfway);
+            tokio::spawn(async move {
+                let mut handles = Vec::new();
+                for i in 0..JOBS_PER_PRODUCER {
+                    let id = producer * JOBS_PER_PRODUCER + i;
+                    let (runs, ran, halfway) =
+                        (Arc::clone(&runs), Arc::clone(&ran), Arc::clone(&halfway));
+                    let job = async move {
+                        runs[id as usize].fetch_add(1, Ordering::Relaxed);
+                        if ran.fetch_add(1, Ordering::Relaxed) + 1 == ABORT_AFTER {
+                            halfway.add_permits(1);
+                        }
+                        id
+                    };
+                    match pool.submit(i % 64, job).await {
+                        Ok(handle) => handles.push((id, handle)),
+                        Err(refused) => {
+                            assert!(refused.is_closed());
+                            break;
+                        }
+                    }
+                }
+                let mut outcomes = Vec::new();
+                for (id, handle) in handles {
+                    outcomes.push((id, handle.await));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let _ = halfway.acquire().await.unwrap();
+    pool.abort();
+    let mut finished = 0;
+    let mut dropped = 0;
+    for producer in producers {
+        for (id, outcome) in producer.await.unwrap() {
+            let runs = runs[id as usize].load(Ordering::Relaxed);
+            match outcome {
+                Ok(got) => {
+                    assert_eq!((got, runs), (id, 1));
+                    finished += 1;
+                }
+                Err(JobError::PoolClosed) => {
+                    assert_eq!(runs, 0, "job {id} ran but its handle says it never did");
+                    dropped += 1;
+                }
+                Err(other) => panic!("job {id}: {other}"),
+            }
+        }
+    }
+    assert!(runs.iter().all(|r| r.load(Ordering::Relaxed) <= 1));
+    assert_eq!(finished, ran.load(Ordering::Relaxed));
+    assert!(finished >= ABORT_AFTER);
+    assert!(finished + dropped <= PRODUCERS * JOBS_PER_PRODUCER);
+    assert!(pool.try_submit(0_u64, async {}).unwrap_err().is_closed());
+    assert!(pool.submit(0_u64, async {}).await.unwrap_err().is_closed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_handles_keep_key_order_across_producers() {
     let pool = WorkerPool::builder().workers(3).build().unwrap();

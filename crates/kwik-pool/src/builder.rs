@@ -24,6 +24,11 @@ pub const MAX_WORKERS: usize = 4096;
 /// more back-log than a worker can clear quickly.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 16;
 
+/// The most queue slots a pool allocates in all (`workers × queue_capacity`, each capacity
+/// rounded up to a power of two): 4,194,304 slots, 256 MiB. Each limit alone would let 4096
+/// workers with 65,536 slots each ask for 16 GiB up front.
+pub const MAX_QUEUE_SLOTS: usize = 1 << 22;
+
 /// The seed's per-worker queue depth ("buffered channel of workers × 10").
 const DEFAULT_QUEUE_CAPACITY: usize = 10;
 
@@ -85,8 +90,8 @@ impl PoolBuilder {
     /// [`MAX_QUEUE_CAPACITY`].
     ///
     /// Each shard allocates its queue slots up front: 64 bytes per slot, `per_worker` rounded up
-    /// to a power of two (1 KiB per shard at the default). The jobs themselves are boxed when
-    /// queued.
+    /// to a power of two (1 KiB per shard at the default), and a pool at most
+    /// [`MAX_QUEUE_SLOTS`] in all. The jobs themselves are boxed when queued.
     ///
     /// # Examples
     ///
@@ -228,6 +233,13 @@ impl PoolBuilder {
                 });
             }
             _ => {}
+        }
+        let slots = workers * self.queue_capacity.next_power_of_two();
+        if slots > MAX_QUEUE_SLOTS {
+            return Err(BuildError::TooManyQueueSlots {
+                got: slots,
+                max: MAX_QUEUE_SLOTS,
+            });
         }
         if self.max_queued == Some(0) {
             return Err(BuildError::ZeroMaxQueued);

@@ -30,6 +30,19 @@ pub enum BuildError {
         /// The largest accepted capacity.
         max: usize,
     },
+    /// More queue slots in all (`workers × queue_capacity`, each capacity rounded up to a power
+    /// of two) than [`MAX_QUEUE_SLOTS`](crate::MAX_QUEUE_SLOTS): the slots are allocated when
+    /// the pool is built.
+    #[error(
+        "workers × queue capacity (rounded up to a power of two) must be at most {max} queue \
+         slots, got {got}"
+    )]
+    TooManyQueueSlots {
+        /// The slots the settings would allocate.
+        got: usize,
+        /// The most a pool allocates.
+        max: usize,
+    },
     /// `max_queued(0)`: the pool must accept at least one queued job.
     #[error("max queued must be at least 1")]
     ZeroMaxQueued,

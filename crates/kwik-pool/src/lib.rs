@@ -92,7 +92,7 @@ mod test_waker;
 mod worker;
 
 pub use batcher::{Batcher, BatcherBuilder, BatcherStats};
-pub use builder::{MAX_QUEUE_CAPACITY, MAX_WORKERS, Overflow, PoolBuilder};
+pub use builder::{MAX_QUEUE_CAPACITY, MAX_QUEUE_SLOTS, MAX_WORKERS, Overflow, PoolBuilder};
 pub use error::{
     BatcherError, BuildError, JobError, PipelineError, RunInlineError, SubmitError, TrySubmitError,
 };

@@ -805,6 +805,17 @@ async fn builder_rejects_bad_values() {
             },
         ),
         (
+            // Each limit alone allows this; together it would be 4096 × 65,536 slots.
+            WorkerPool::builder()
+                .workers(kwik_pool::MAX_WORKERS)
+                .queue_capacity(kwik_pool::MAX_QUEUE_CAPACITY)
+                .build(),
+            BuildError::TooManyQueueSlots {
+                got: 1 << 28,
+                max: kwik_pool::MAX_QUEUE_SLOTS,
+            },
+        ),
+        (
             WorkerPool::builder().max_queued(0).build(),
             BuildError::ZeroMaxQueued,
         ),

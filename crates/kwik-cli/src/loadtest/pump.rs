@@ -81,14 +81,11 @@ impl TickPump {
     fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
-}
 
-impl TickPump {
-    /// Stops the thread and waits for the drain task to end.
+    /// Stops the thread and the drain task, and waits for the task to end.
     pub(crate) async fn stop(mut self) {
         self.halt();
         if let Some(drain) = self.drain.take() {
-            drain.abort();
             let _ = drain.await;
         }
     }
